@@ -1,0 +1,52 @@
+# kredis: the two commands a fresh machine needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv redis-server lint typecheck unit property integration test bench run clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian's redis-server package; installed only when the binary is missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; }
+
+lint: venv
+	$(BIN)/ruff check kredis tests bench
+	$(BIN)/ruff format --check kredis tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+property: venv
+	$(BIN)/pytest tests/property -q -p no:cacheprovider
+
+integration: venv redis-server
+	$(BIN)/pytest tests/integration -q
+
+# Every test tier that needs no Kubernetes.
+test: venv redis-server lint typecheck
+	HYPOTHESIS_PROFILE=ci $(BIN)/pytest tests/unit tests/property tests/integration -q
+
+bench: venv
+	$(BIN)/python bench/plan_scale.py
+
+run: venv redis-server
+	@echo "kredis local is not built yet (issue 3); try: $(BIN)/kredis plan --help"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

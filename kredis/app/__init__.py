@@ -1,0 +1,1 @@
+"""The application layer: composition root, operator loop and command line."""

@@ -1,0 +1,238 @@
+"""The order of work on a formed cluster: guard, Jobs, heal, join, shape.
+
+Each pass takes the first step that has work and returns; later steps wait
+for a fresh observation. It never plans creation and never resets a member.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+
+from kredis.domain import heal, shape
+from kredis.domain.actions import Action, Wait
+from kredis.domain.context import Context, Outcome
+from kredis.domain.jobs import JobReview, review_jobs
+from kredis.domain.slots import SLOT_COUNT, count_slots
+from kredis.domain.status import ClusterState, MigrationStatus, OperationKind
+from kredis.domain.topology import Agreement
+
+
+class _Outcome(Protocol):
+    def __call__(
+        self,
+        actions: tuple[Action, ...],
+        state: ClusterState,
+        summary: str,
+        *,
+        problem: str = "",
+        migration: MigrationStatus | None = None,
+        converged: bool = False,
+    ) -> Outcome: ...
+
+
+_KIND_STATE = {
+    OperationKind.SCALE_UP: ClusterState.SCALING,
+    OperationKind.SCALE_DOWN: ClusterState.SCALING_DOWN,
+    OperationKind.REBALANCE: ClusterState.REBALANCING,
+}
+
+
+@attrs.frozen
+class _Pass:
+    """One pass over a formed cluster: folds Job results into every outcome."""
+
+    jobs: JobReview
+
+    def outcome(
+        self,
+        actions: tuple[Action, ...],
+        state: ClusterState,
+        summary: str,
+        *,
+        problem: str = "",
+        migration: MigrationStatus | None = None,
+        converged: bool = False,
+    ) -> Outcome:
+        note = f"{self.jobs.note}; {summary}" if self.jobs.note else summary
+        return Outcome(
+            actions=self.jobs.deletes + actions,
+            state=state,
+            summary=note,
+            problem=problem,
+            migration=migration,
+            migration_failures=self.jobs.failures,
+            converged=converged,
+        )
+
+
+def plan_formed(ctx: Context) -> Outcome:
+    """Plan the next safe step for a cluster that already formed."""
+    topology = ctx.topology
+    jobs = review_jobs(ctx)
+    grow = shape.grow_stateful_set(ctx)
+    outcome = _Pass(jobs).outcome
+
+    # Never act on a picture the nodes do not agree on.
+    if topology.agreement is not Agreement.AGREED:
+        state = (
+            ClusterState.HEALING
+            if topology.agreement is Agreement.CONVERGING
+            else ClusterState.DEGRADED
+        )
+        return outcome(
+            (Wait(reason=topology.problem),),
+            state,
+            f"waiting: {topology.problem}",
+            problem=topology.problem if state is ClusterState.DEGRADED else "",
+            migration=jobs.migration,
+        )
+
+    if jobs.running:
+        return _wait_for_job(jobs, grow, outcome)
+
+    uncovered = SLOT_COUNT - sum(count_slots(e.slots) for e in topology.nodes.values())
+    if uncovered:
+        problem = (
+            f"{uncovered} slots have no owner in the agreed view; kredis does not "
+            "assign them because it cannot tell where their keys are"
+        )
+        return outcome(
+            (Wait(reason=problem),), ClusterState.DEGRADED, problem, problem=problem
+        )
+
+    finishing = heal.finish_open_slots(ctx)
+    if finishing.blocking:
+        return outcome(
+            finishing.actions,
+            ClusterState.DEGRADED if finishing.degraded else ClusterState.HEALING,
+            "finishing interrupted migrations",
+            problem=finishing.degraded,
+        )
+
+    failed = heal.heal_failed_masters(ctx)
+    tidy = heal.forget_ghosts(ctx) + heal.meet_moved_pods(ctx)
+    if failed.blocking:
+        state = ClusterState.DEGRADED if failed.degraded else ClusterState.HEALING
+        return outcome(
+            grow + failed.actions + tidy,
+            state,
+            "healing failed masters",
+            problem=failed.degraded,
+        )
+
+    joins = shape.join_pods(ctx)
+    if joins:
+        return outcome(
+            grow + tidy + joins,
+            ClusterState.SCALING,
+            f"joining {len(joins)} pods",
+        )
+
+    roles = shape.choose_roles(ctx)
+    promotions = shape.promote(ctx, roles)
+    if promotions:
+        return outcome(
+            grow + tidy + promotions,
+            ClusterState.SCALING_DOWN,
+            "handing leaving masters' slots to staying replicas by failover",
+        )
+
+    replicas = shape.assign_replicas(ctx, roles)
+    if ctx.snapshot.resource.status.migration_failures and not _may_retry(ctx, jobs):
+        problem = (
+            f"migration failed {jobs.failures} times in a row; fix the cause "
+            "(see the Job's logs) and edit the spec to try again"
+        )
+        return outcome(
+            grow + tidy + replicas + (Wait(reason=problem),),
+            ClusterState.FAILED,
+            problem,
+            problem=problem,
+        )
+    migration = shape.migrate(ctx, roles)
+    if migration.actions:
+        assert migration.migration is not None
+        return outcome(
+            grow + tidy + replicas + migration.actions,
+            _KIND_STATE[migration.migration.kind],
+            f"{migration.migration.kind.value}: moving "
+            f"{migration.migration.slots_total} slots in Job {migration.migration.job}",
+            migration=migration.migration,
+        )
+
+    forgets = shape.forget_leaving(ctx, roles)
+    shrink = shape.shrink_stateful_set(ctx)
+    changes = grow + tidy + replicas + forgets + shrink
+    if forgets or shrink:
+        return outcome(changes, ClusterState.SCALING_DOWN, "removing leaving pods")
+    if changes:
+        state = ClusterState.SCALING if grow else ClusterState.HEALING
+        return outcome(changes, state, "adjusting replicas and membership")
+
+    return _settled(ctx, roles.shortfall, outcome)
+
+
+def _may_retry(ctx: Context, jobs: JobReview) -> bool:
+    return jobs.failures < ctx.settings.migration_attempts
+
+
+def _wait_for_job(
+    jobs: JobReview, grow: tuple[Action, ...], outcome: _Outcome
+) -> Outcome:
+    names = ", ".join(job.name for job in jobs.running)
+    migration = jobs.migration
+    state = _KIND_STATE[migration.kind] if migration else ClusterState.REBALANCING
+    progress = ""
+    if migration is not None and migration.slots_total:
+        progress = f" ({migration.slots_moved} of {migration.slots_total} slots moved)"
+    return outcome(
+        (*grow, Wait(reason=f"migration Job {names} is running{progress}")),
+        state,
+        f"migration Job {names} running{progress}",
+        migration=migration,
+    )
+
+
+def _settled(ctx: Context, shortfall: str, outcome: _Outcome) -> Outcome:
+    # Nothing to change: running if the shape matches, otherwise say why not.
+    topology = ctx.topology
+    waits: list[str] = []
+    if shortfall:
+        waits.append(shortfall)
+    missing = [
+        p.name
+        for p in ctx.staying_pods
+        if not (p.member and p.reachable and p.pod.ready)
+    ]
+    known = {p.ordinal for p in ctx.topology.pods}
+    missing += [f"{ctx.name}-{n}" for n in range(ctx.pod_count) if n not in known]
+    if missing:
+        waits.append(f"waiting for pods to be ready members: {', '.join(missing[:5])}")
+    suspects = [
+        topology.label(i)
+        for i, e in topology.nodes.items()
+        if e.is_failed or e.is_suspected
+    ]
+    if suspects:
+        waits.append(f"nodes reported down: {', '.join(sorted(suspects)[:5])}")
+    members = {p.name for p in topology.members}
+    not_ok = [
+        name
+        for name, observed in ctx.snapshot.redis.items()
+        if observed.info is not None and not observed.info.state_ok and name in members
+    ]
+    if not_ok:
+        waits.append(f"cluster_state is not ok on {', '.join(sorted(not_ok)[:5])}")
+    if waits:
+        reason = "; ".join(waits)
+        state = ClusterState.FAILED if shortfall else ClusterState.HEALING
+        return outcome((Wait(reason=reason),), state, reason, problem=shortfall)
+    return outcome(
+        (),
+        ClusterState.RUNNING,
+        f"running with {ctx.spec.masters} masters and {ctx.spec.replicas} "
+        "replicas each",
+        converged=True,
+    )

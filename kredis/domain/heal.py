@@ -1,0 +1,221 @@
+"""Healing a formed cluster: open slots, failed masters, ghosts, moved pods.
+
+Each function looks at the agreed picture and returns the actions that bring
+the cluster back to health. None of them resets a member, forgets a node with
+slots or moves a slot away from a live owner.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from kredis.domain.actions import (
+    Action,
+    AssignSlots,
+    Failover,
+    FailoverMode,
+    FinishMigration,
+    ForgetNode,
+    MeetNode,
+    Wait,
+)
+from kredis.domain.context import Context
+from kredis.domain.nodes import NodeEntry
+from kredis.domain.slots import format_ranges
+from kredis.domain.topology import PodNode, group_open_slots
+
+
+@attrs.frozen
+class Healing:
+    """Actions of one heal step, and whether they block further changes."""
+
+    actions: tuple[Action, ...] = ()
+    blocking: bool = False
+    degraded: str = ""
+
+
+def finish_open_slots(ctx: Context) -> Healing:
+    """Finish slots left migrating or importing, toward the importing node."""
+    topology = ctx.topology
+    actions: list[Action] = []
+    stuck: list[str] = []
+    for source, target, ranges in group_open_slots(topology.open_slots):
+        target_entry = topology.nodes.get(target)
+        shown = format_ranges(ranges)
+        if target_entry is None or target_entry.is_failed:
+            stuck.append(
+                f"slots {shown} are open toward {topology.label(target)}, which is "
+                "down or unknown"
+            )
+            continue
+        actions.append(
+            FinishMigration(
+                slots=ranges,
+                source=topology.label(source),
+                source_id=source,
+                target=topology.label(target),
+                target_id=target,
+                reason=f"slots {shown} were left open by an interrupted "
+                f"migration from {topology.label(source)} to "
+                f"{topology.label(target)} and no migration Job runs",
+            )
+        )
+    if stuck:
+        message = "; ".join(stuck)
+        actions.append(Wait(reason=f"cannot finish open slots: {message}"))
+        return Healing(tuple(actions), blocking=True, degraded=message)
+    return Healing(tuple(actions), blocking=bool(actions))
+
+
+def heal_failed_masters(ctx: Context) -> Healing:
+    """Fail over, take over or wait for each master that is down with slots."""
+    topology = ctx.topology
+    actions: list[Action] = []
+    degraded: list[str] = []
+    for master_id in topology.masters:
+        entry = topology.nodes[master_id]
+        if not (entry.is_failed or entry.is_suspected):
+            continue
+        label = topology.label(master_id)
+        shown = format_ranges(entry.slots)
+        if entry.is_suspected and not entry.is_failed:
+            actions.append(
+                Wait(
+                    reason=f"master {label} is suspected down (fail?); waiting for "
+                    "the cluster to agree before acting"
+                )
+            )
+            continue
+
+        replicas = _healthy_replicas(ctx, master_id)
+        if replicas:
+            actions.append(_failover_or_wait(ctx, entry, label, replicas))
+            continue
+
+        taker = _returning_pod(ctx, master_id)
+        if taker is not None and taker.member:
+            actions.append(
+                AssignSlots(
+                    pod=taker.name,
+                    slots=entry.slots,
+                    from_node_id=master_id,
+                    reason=f"pod {taker.name} came back empty with a new node id; its "
+                    f"previous id {master_id} is failed, has no replica and still "
+                    f"owns slots {shown}, whose data is already gone: "
+                    f"{taker.name} takes them over empty",
+                )
+            )
+        elif taker is not None:
+            actions.append(
+                MeetNode(
+                    pod=taker.name,
+                    reason=f"pod {taker.name} came back empty with a new node id; it "
+                    f"joins before taking over the slots of {master_id}",
+                )
+            )
+        else:
+            message = (
+                f"master {label} is down with slots {shown} and has no replica; "
+                "those slots are unserved until its pod comes back"
+            )
+            degraded.append(message)
+            actions.append(Wait(reason=message))
+    return Healing(tuple(actions), blocking=bool(actions), degraded="; ".join(degraded))
+
+
+def forget_ghosts(ctx: Context) -> tuple[Action, ...]:
+    """Forget failed or address-less nodes that own no slots and no pod holds."""
+    topology = ctx.topology
+    actions: list[Action] = []
+    for node_id in sorted(topology.nodes):
+        entry = topology.nodes[node_id]
+        if entry.slots or not (entry.is_failed or entry.has_no_address):
+            continue
+        if topology.pod_of(node_id) is not None:
+            continue
+        if entry.is_master and _healthy_replicas(ctx, node_id):
+            continue
+        actions.append(
+            ForgetNode(
+                node_id=node_id,
+                reason=f"node {node_id} is {_health_word(entry)}, owns no slots and "
+                "no pod holds it",
+            )
+        )
+    return tuple(actions)
+
+
+def meet_moved_pods(ctx: Context) -> tuple[Action, ...]:
+    """Meet members whose pod address differs from what the cluster knows."""
+    topology = ctx.topology
+    actions: list[Action] = []
+    for pod_node in topology.members:
+        entry = topology.nodes.get(pod_node.node_id)
+        if entry is None or not pod_node.pod.ip or not pod_node.pod.ready:
+            continue
+        if entry.ip == pod_node.pod.ip and not entry.has_no_address:
+            continue
+        known = entry.ip or "no address"
+        actions.append(
+            MeetNode(
+                pod=pod_node.name,
+                reason=f"pod {pod_node.name} keeps node id {pod_node.node_id} but its "
+                f"address changed from {known} to {pod_node.pod.ip}",
+            )
+        )
+    return tuple(actions)
+
+
+def _healthy_replicas(ctx: Context, master_id: str) -> list[PodNode]:
+    topology = ctx.topology
+    replicas = []
+    for entry in topology.replicas_of(master_id):
+        if entry.is_failed or entry.is_suspected:
+            continue
+        pod_node = topology.pod_of(entry.node_id)
+        if pod_node is None or not pod_node.reachable or not pod_node.member:
+            continue
+        replicas.append(pod_node)
+    return sorted(replicas, key=lambda p: (not ctx.staying(p), p.ordinal))
+
+
+def _failover_or_wait(
+    ctx: Context, entry: NodeEntry, label: str, replicas: list[PodNode]
+) -> Action:
+    timeout = ctx.settings.node_timeout_ms
+    elapsed = ctx.snapshot.observed_ms - entry.pong_received
+    best = replicas[0]
+    if entry.pong_received and elapsed < 2 * timeout:
+        left = (2 * timeout - elapsed) / 1000
+        return Wait(
+            reason=f"master {label} failed; leaving Redis' own failover to "
+            f"{best.name} about {left:.0f} s more"
+        )
+    return Failover(
+        pod=best.name,
+        mode=FailoverMode.FORCE,
+        reason=f"master {label} failed and Redis did not fail over within twice "
+        f"the node timeout ({2 * timeout // 1000} s); promoting its replica "
+        f"{best.name}",
+    )
+
+
+def _returning_pod(ctx: Context, master_id: str) -> PodNode | None:
+    # The pod that recorded this id, back with a new id and nothing in it.
+    for pod_node in ctx.topology.pods:
+        if (
+            pod_node.lost_id == master_id
+            and pod_node.reachable
+            and pod_node.pod.ready
+            and pod_node.dbsize == 0
+            and not pod_node.own_slots
+            and (pod_node.member or not pod_node.knows_others)
+        ):
+            return pod_node
+    return None
+
+
+def _health_word(entry: NodeEntry) -> str:
+    if entry.is_failed:
+        return "failed"
+    return "without an address"
