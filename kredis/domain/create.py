@@ -19,6 +19,7 @@ from kredis.domain.actions import (
     Wait,
 )
 from kredis.domain.context import Context, Outcome
+from kredis.domain.placement import Seat, choose_master
 from kredis.domain.slots import SlotRange, allocate_ranges
 from kredis.domain.status import ClusterState
 from kredis.domain.topology import PodNode
@@ -203,10 +204,31 @@ def _creation_steps(ctx: Context, layout: Layout) -> list[Action]:
             )
         )
 
+    # Replicas already following a planned master stay where they are.
+    masters = {p.node_id: p for p, _ in layout.masters}
+    counts = dict.fromkeys(masters, 0)
+    waiting: list[tuple[PodNode, PodNode]] = []
     for replica, master in layout.replicas:
         entry = replica.view.myself if replica.view else None
-        if entry and entry.is_replica and entry.master_id == master.node_id:
-            continue
+        if entry and entry.is_replica and entry.master_id in masters:
+            counts[entry.master_id] += 1
+        else:
+            waiting.append((replica, master))
+    seats = [
+        Seat(p.node_id, p.ordinal, p.pod.node_name, p.pod.zone)
+        for p in masters.values()
+    ]
+    for replica, planned in waiting:
+        master = planned
+        if counts[planned.node_id] >= ctx.spec.replicas:
+            seat = choose_master(
+                seats=seats,
+                replica_counts=counts,
+                node_name=replica.pod.node_name,
+                zone=replica.pod.zone,
+            )
+            master = masters[seat.master_id]
+        counts[master.node_id] += 1
         actions.append(
             Replicate(
                 pod=replica.name,

@@ -196,14 +196,10 @@ class World:
             if (node.failed or node.suspected) and not mine
             else LinkState.CONNECTED,
             slots=ranges_from_slots(node.slots) if node.master else (),
-            migrating=tuple(
-                OpenSlot(s, p) for s, p in sorted(node.migrating.items())
-            )
+            migrating=tuple(OpenSlot(s, p) for s, p in sorted(node.migrating.items()))
             if mine
             else (),
-            importing=tuple(
-                OpenSlot(s, p) for s, p in sorted(node.importing.items())
-            )
+            importing=tuple(OpenSlot(s, p) for s, p in sorted(node.importing.items()))
             if mine
             else (),
         )
@@ -226,20 +222,19 @@ class World:
     def info(self, viewer: Node) -> str:
         """CLUSTER INFO as ``viewer`` would answer it."""
         assigned = sum(len(n.slots) for n in self.all_nodes() if n.master)
-        failed_slots = any(
-            n.failed and n.slots for n in self.all_nodes() if n.master
-        )
+        failed_slots = any(n.failed and n.slots for n in self.all_nodes() if n.master)
         ok = (
             viewer.node_id in self.members
             and assigned == SLOT_COUNT
             and not failed_slots
         )
+        epoch = max((n.epoch for n in self.all_nodes()), default=0)
         return (
             f"cluster_state:{'ok' if ok else 'fail'}\r\n"
             f"cluster_slots_assigned:{assigned}\r\n"
             f"cluster_known_nodes:{len(self.members)}\r\n"
             f"cluster_size:{sum(1 for n in self.all_nodes() if n.slots)}\r\n"
-            f"cluster_current_epoch:{max((n.epoch for n in self.all_nodes()), default=0)}\r\n"
+            f"cluster_current_epoch:{epoch}\r\n"
         )
 
     def snapshot(self) -> dict[str, Any]:
