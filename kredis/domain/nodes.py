@@ -8,6 +8,8 @@ not, and failed or address-less nodes must stay visible to the planner.
 from __future__ import annotations
 
 import enum
+import functools
+import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
@@ -112,19 +114,65 @@ class NodeEntry:
         return count_slots(self.slots)
 
 
+# The fields of a CLUSTER NODES line that the fast path reads (id, flags and
+# the slot fields), with the fixed-format fields between them checked.
+_LINE = re.compile(
+    r"^([0-9a-f]{40}) [^ ]+ ([^ ]+) (?:-|[0-9a-f]{40}) [0-9]+ [0-9]+ [0-9]+ "
+    r"(?:connected|disconnected)(.*)$",
+    re.MULTILINE,
+)
+
+
 @attrs.frozen
 class ClusterView:
-    """One node's whole CLUSTER NODES reply, keyed by node id."""
+    """One node's whole CLUSTER NODES reply, keyed by node id.
 
-    entries: tuple[NodeEntry, ...]
+    The summary the planner needs from every view (myself, the ids it knows,
+    who owns which slots) is read when the view is built; full entries are
+    parsed on first use, since most views are only compared, never read.
+    """
+
     myself: NodeEntry
-    by_id: Mapping[str, NodeEntry] = attrs.field(eq=False, repr=False)
+    known_ids: frozenset[str]
+    ownership: tuple[tuple[str, str], ...]
+    text: str = attrs.field(eq=False, repr=False)
 
     @classmethod
     def parse(cls, text: str) -> ClusterView:
         """Parse a raw reply; raise ``ClusterNodesError`` on a bad line."""
-        entries = parse_cluster_nodes(text)
-        return cls.of(entries)
+        stripped = text.strip()
+        matches = _LINE.findall(stripped)
+        expected = stripped.count("\n") + 1 if stripped else 0
+        if len(matches) != expected:
+            # Blank lines or a malformed line: the careful parser decides.
+            return cls.of(parse_cluster_nodes(text))
+
+        mine = [node_id for node_id, flags, _ in matches if "myself" in flags]
+        known = [
+            node_id
+            for node_id, flags, _ in matches
+            if "myself" not in flags and "handshake" not in flags
+        ]
+        owners = [
+            (node_id, " ".join(f for f in rest.split() if f[0] != "["))
+            for node_id, flags, rest in matches
+            if rest and "master" in flags
+        ]
+        owners = [(node_id, slots) for node_id, slots in owners if slots]
+        for _, slots in owners:
+            _checked_slots(slots)
+        if len(mine) != 1:
+            raise ClusterNodesError(
+                0, f"expected exactly one 'myself' line, found {len(mine)}"
+            )
+        if len(set(known)) != len(known) or mine[0] in known:
+            raise ClusterNodesError(0, "a node id appears on more than one line")
+        return cls(
+            myself=_myself(stripped, mine[0]),
+            known_ids=frozenset(known),
+            ownership=tuple(sorted(owners)),
+            text=text,
+        )
 
     @classmethod
     def of(cls, entries: Iterable[NodeEntry]) -> ClusterView:
@@ -135,36 +183,43 @@ class ClusterView:
             raise ClusterNodesError(
                 0, f"expected exactly one 'myself' line, found {len(mine)}"
             )
-        by_id = {entry.node_id: entry for entry in ordered}
-        if len(by_id) != len(ordered):
+        if len({entry.node_id for entry in ordered}) != len(ordered):
             raise ClusterNodesError(0, "a node id appears on more than one line")
-        return cls(entries=ordered, myself=mine[0], by_id=MappingProxyType(by_id))
-
-    @property
-    def known_ids(self) -> frozenset[str]:
-        """Ids of the other nodes this view knows, handshakes excluded."""
-        return frozenset(
-            entry.node_id
-            for entry in self.entries
-            if not entry.is_myself and not entry.in_handshake
+        known = frozenset(
+            e.node_id for e in ordered if not e.is_myself and not e.in_handshake
         )
+        owners = sorted(
+            (e.node_id, " ".join(str(r) for r in e.slots))
+            for e in ordered
+            if e.slots and e.is_master
+        )
+        return cls(
+            myself=mine[0],
+            known_ids=known,
+            ownership=tuple(owners),
+            text=render_cluster_nodes(ordered),
+        )
+
+    @functools.cached_property
+    def entries(self) -> tuple[NodeEntry, ...]:
+        """Every line of the reply, parsed, in reply order."""
+        return parse_cluster_nodes(self.text)
+
+    @functools.cached_property
+    def by_id(self) -> Mapping[str, NodeEntry]:
+        """Entries keyed by node id."""
+        return MappingProxyType({entry.node_id: entry for entry in self.entries})
 
     def slot_owners(self) -> dict[int, str]:
         """Map every slot this view assigns to the id of its master."""
         owners: dict[int, str] = {}
         for entry in self.entries:
+            if not entry.is_master:
+                continue
             for slot_range in entry.slots:
                 for slot in slot_range.slots():
                     owners[slot] = entry.node_id
         return owners
-
-    def ownership(self) -> tuple[tuple[str, tuple[SlotRange, ...]], ...]:
-        """Sorted (node id, ranges) pairs: a comparable form of the slot map."""
-        return tuple(
-            sorted(
-                (entry.node_id, entry.slots) for entry in self.entries if entry.slots
-            )
-        )
 
 
 @attrs.frozen
@@ -207,6 +262,21 @@ class ClusterInfo:
             current_epoch=number("cluster_current_epoch"),
             fields=MappingProxyType(fields),
         )
+
+
+def _myself(text: str, node_id: str) -> NodeEntry:
+    start = 0 if text.startswith(node_id) else text.index("\n" + node_id) + 1
+    end = text.find("\n", start)
+    line = text[start:] if end < 0 else text[start:end]
+    number = text.count("\n", 0, start) + 1
+    return _parse_line(line.strip(), number)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_slots(text: str) -> tuple[SlotRange, ...]:
+    # Views of one cluster repeat the same slot fields; check each text once.
+    slots, _, _ = _parse_slots(text.split(), 0)
+    return slots
 
 
 def is_node_id(text: str) -> bool:

@@ -212,18 +212,34 @@ def _components(
             name = parent[name]
         return name
 
-    pod_by_id = {node_id: name for name, node_id in ids.items() if name in views}
+    def union(first: str, second: str) -> None:
+        parent[find(first)] = find(second)
+
+    # Views that list the same membership (themselves included) know each
+    # other both ways; in a settled cluster that is every view, so the
+    # pairwise check below only runs for the odd ones out.
+    groups: dict[frozenset[str], list[str]] = {}
     for name, view in views.items():
-        for other_id in view.known_ids:
-            other = pod_by_id.get(other_id)
-            if other is None or other == name:
-                continue
-            if ids[name] in views[other].known_ids:
-                parent[find(name)] = find(other)
-    groups: dict[str, list[str]] = {}
+        groups.setdefault(view.known_ids | {ids[name]}, []).append(name)
+    pod_by_id = {ids[name]: name for name in views}
+    for membership, names in groups.items():
+        inside = [name for name in names if ids[name] in membership]
+        for name in inside[1:]:
+            union(inside[0], name)
+    if len(groups) > 1:
+        everyone = frozenset(pod_by_id)
+        for names in groups.values():
+            others = everyone - {ids[name] for name in names}
+            for name in names:
+                for other_id in views[name].known_ids & others:
+                    other = pod_by_id[other_id]
+                    if ids[name] in views[other].known_ids:
+                        union(name, other)
+
+    components: dict[str, list[str]] = {}
     for name in views:
-        groups.setdefault(find(name), []).append(name)
-    return list(groups.values())
+        components.setdefault(find(name), []).append(name)
+    return list(components.values())
 
 
 def _main_component(
@@ -304,7 +320,7 @@ def _judge(
 ) -> tuple[Agreement, str]:
     if not main:
         return Agreement.AGREED, ""
-    maps = {name: views[name].ownership() for name in main}
+    maps = {name: views[name].ownership for name in main}
     distinct = set(maps.values())
     if len(distinct) > 1:
         conflict = _first_conflict(main, views)
