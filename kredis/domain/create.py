@@ -76,6 +76,8 @@ def resumes_creation(ctx: Context) -> bool:
     True only when status never recorded a formed cluster, no pod has keys
     and every pod holding slots holds exactly its planned range.
     """
+    # Limitation: a creation interrupted and then given a different spec no
+    # longer matches its layout; its slot holders are reported, not merged.
     if ctx.snapshot.resource.status.cluster_formed:
         return False
     pods = _desired_pods(ctx)

@@ -14,6 +14,7 @@ from kredis.domain import heal, shape
 from kredis.domain.actions import Action, Wait
 from kredis.domain.context import Context, Outcome
 from kredis.domain.jobs import JobReview, review_jobs
+from kredis.domain.nodes import NodeEntry
 from kredis.domain.slots import SLOT_COUNT, count_slots
 from kredis.domain.status import ClusterState, MigrationStatus, OperationKind
 from kredis.domain.topology import Agreement
@@ -92,6 +93,8 @@ def plan_formed(ctx: Context) -> Outcome:
     if jobs.running:
         return _wait_for_job(jobs, grow, outcome)
 
+    # Limitation: slots that no node owns are reported, never assigned: the
+    # snapshot cannot say whether some node still holds keys in them.
     uncovered = SLOT_COUNT - sum(count_slots(e.slots) for e in topology.nodes.values())
     if uncovered:
         problem = (
@@ -120,6 +123,23 @@ def plan_formed(ctx: Context) -> Outcome:
             state,
             "healing failed masters",
             problem=failed.degraded,
+        )
+
+    # A member kredis cannot reach, though the cluster has not failed it,
+    # may hold anything: no shape change until it answers or is failed.
+    unseen = [
+        p.name
+        for p in topology.members
+        if not p.reachable
+        and not _reported_down(topology.nodes.get(p.node_id or p.recorded_id))
+    ]
+    if unseen:
+        reason = (
+            f"kredis cannot reach member pods {', '.join(unseen[:5])} although the "
+            "cluster does not report them down; waiting before changing the shape"
+        )
+        return outcome(
+            (*grow, *tidy, Wait(reason=reason)), ClusterState.HEALING, reason
         )
 
     joins = shape.join_pods(ctx)
@@ -172,6 +192,10 @@ def plan_formed(ctx: Context) -> Outcome:
         return outcome(changes, state, "adjusting replicas and membership")
 
     return _settled(ctx, roles.shortfall, outcome)
+
+
+def _reported_down(entry: NodeEntry | None) -> bool:
+    return entry is not None and (entry.is_failed or entry.is_suspected)
 
 
 def _may_retry(ctx: Context, jobs: JobReview) -> bool:
@@ -227,7 +251,15 @@ def _settled(ctx: Context, shortfall: str, outcome: _Outcome) -> Outcome:
         waits.append(f"cluster_state is not ok on {', '.join(sorted(not_ok)[:5])}")
     if waits:
         reason = "; ".join(waits)
-        state = ClusterState.FAILED if shortfall else ClusterState.HEALING
+        recorded = {n.pod_name for n in ctx.snapshot.resource.status.cluster_nodes}
+        growing = any(name not in recorded for name in missing)
+        state = (
+            ClusterState.FAILED
+            if shortfall
+            else ClusterState.SCALING
+            if growing
+            else ClusterState.HEALING
+        )
         return outcome((Wait(reason=reason),), state, reason, problem=shortfall)
     return outcome(
         (),

@@ -182,6 +182,9 @@ def _healthy_replicas(ctx: Context, master_id: str) -> list[PodNode]:
 def _failover_or_wait(
     ctx: Context, entry: NodeEntry, label: str, replicas: list[PodNode]
 ) -> Action:
+    # Limitation: the snapshot carries no replication offsets, so the "best"
+    # replica is the first healthy staying one by ordinal, not the most
+    # up to date; the node timeout is a planner setting, not read from nodes.
     timeout = ctx.settings.node_timeout_ms
     elapsed = ctx.snapshot.observed_ms - entry.pong_received
     best = replicas[0]

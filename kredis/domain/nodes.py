@@ -140,6 +140,9 @@ class ClusterView:
     @classmethod
     def parse(cls, text: str) -> ClusterView:
         """Parse a raw reply; raise ``ClusterNodesError`` on a bad line."""
+        # Limitation: beyond the myself line, only the fields the planner reads
+        # from every view (ids, flags, slots, master, numbers, link state) are
+        # checked here; addresses are checked when entries are first used.
         stripped = text.strip()
         matches = _LINE.findall(stripped)
         expected = stripped.count("\n") + 1 if stripped else 0

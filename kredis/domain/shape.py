@@ -68,7 +68,17 @@ def join_pods(ctx: Context) -> tuple[Action, ...]:
     for pod_node in ctx.staying_pods:
         if pod_node.member or not pod_node.reachable or not pod_node.pod.ready:
             continue
-        if pod_node.own_slots or pod_node.node_id in topology.nodes:
+        if pod_node.own_slots:
+            continue
+        if pod_node.node_id in topology.nodes:
+            # Known to the cluster but not knowing it back: never reset.
+            actions.append(
+                MeetNode(
+                    pod=pod_node.name,
+                    reason=f"the cluster knows node {pod_node.node_id} of pod "
+                    f"{pod_node.name} but the node does not know the cluster",
+                )
+            )
             continue
         if pod_node.dirty:
             actions.append(
@@ -133,6 +143,9 @@ def choose_roles(ctx: Context) -> Roles:
             break
         keep.append(pod_node.node_id)
 
+    # Limitation: a member replica cannot become an empty master without a
+    # reset, so shapes that need more masters than staying masters and new
+    # pods provide (3x2 to 4x1) are refused with a reason.
     shortfall = ""
     seats = len(keep) + len(promotions)
     if seats < wanted:

@@ -9,6 +9,7 @@ behind the picture. It plans nothing.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
@@ -107,13 +108,15 @@ class Topology:
 
     def pod_of(self, node_id: str) -> PodNode | None:
         """The pod that holds a node id now, or was last recorded with it."""
-        for pod_node in self.pods:
-            if pod_node.node_id == node_id:
-                return pod_node
-        for pod_node in self.pods:
-            if not pod_node.reachable and pod_node.recorded_id == node_id:
-                return pod_node
-        return None
+        return self._holders.get(node_id)
+
+    @functools.cached_property
+    def _holders(self) -> Mapping[str, PodNode]:
+        holders = {
+            p.recorded_id: p for p in self.pods if not p.reachable and p.recorded_id
+        }
+        holders.update({p.node_id: p for p in self.pods if p.node_id})
+        return MappingProxyType(holders)
 
     def label(self, node_id: str) -> str:
         """A pod name for a node id where one holds it, else the id."""
@@ -154,7 +157,10 @@ def build_topology(snapshot: Snapshot) -> Topology:
     reference_view = views.get(reference) if reference else None
     picture = _picture(reference_view, views, ids, main)
 
-    members = set(main)
+    # An unreachable pod is still a member when the cluster knows its id.
+    members = set(main) | {
+        p.name for p in pods if not p.reachable and p.recorded_id in picture
+    }
     pods = tuple(attrs.evolve(p, member=p.name in members) for p in pods)
     recorded = {n.pod_name: n for n in status.cluster_nodes}
     pods = tuple(_with_lost_id(p, recorded.get(p.name), picture) for p in pods)
@@ -162,7 +168,7 @@ def build_topology(snapshot: Snapshot) -> Topology:
     masters = tuple(sorted(i for i, e in picture.items() if e.slots))
     agreement, problem = _judge(main, views, ids, masters)
     outsiders = tuple(
-        name for name in views if name not in members and views[name].myself.slots
+        name for name in views if name not in main and views[name].myself.slots
     )
     if agreement is Agreement.AGREED and outsiders and masters:
         agreement, problem = _judge_outsiders(outsiders, views, picture)

@@ -94,3 +94,19 @@ def test_command_pod_is_a_joined_master_with_slots() -> None:
     assert result.command_pod == "demo-0"
     world.node(0).reachable = False
     assert plan_world(world).command_pod == "demo-1"
+
+
+def test_unreachable_member_not_failed_blocks_shape_changes() -> None:
+    """A master kredis cannot reach is still a member; nothing moves meanwhile."""
+    world = World.formed()
+    world.masters = 4
+    world.add_pod(6)
+    world.add_pod(7)
+    world.join(6, 7)
+    world.node(1).reachable = False
+
+    result = plan_world(world)
+
+    assert not any(is_mutating(a) for a in result.actions)
+    assert "demo-1" in result.status.joined_pods
+    assert "cannot reach member pods demo-1" in result.actions[-1].reason
