@@ -54,7 +54,9 @@ def review_jobs(ctx: Context) -> JobReview:
     notes: list[str] = []
     for job in jobs:
         if job.is_failed:
-            failures += 1
+            # Counted once: the pass that sees it failing clears the record.
+            if previous is not None and previous.job == job.name:
+                failures += 1
             deletes.append(
                 DeleteJob(
                     job=job.name,

@@ -33,12 +33,19 @@ def test_failed_condition_deletes_the_job_and_counts_the_failure() -> None:
     world.jobs.append(
         _job("demo-migrate-aaaa0000", conditions=[{"type": "Failed", "status": "True"}])
     )
+    world.status["migration"] = {"job": "demo-migrate-aaaa0000", "kind": "rebalance"}
 
     result = plan_world(world)
 
     deletes = [a for a in result.actions if isinstance(a, DeleteJob)]
     assert [d.job for d in deletes] == ["demo-migrate-aaaa0000"]
     assert result.status.migration_failures == 1
+    assert result.status.migration is None
+
+    world.status = result.status.to_json()
+    again = plan_world(world)
+
+    assert again.status.migration_failures == 1
 
 
 def test_completed_job_is_deleted() -> None:
