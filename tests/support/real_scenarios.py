@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from kredis.domain.actions import AssignSlots, Replicate
@@ -267,6 +268,20 @@ def failover_pending(document: dict[str, Any], dead_id: str) -> bool:
         if fields is None or "fail" not in fields[2].split(",") or len(fields) < 9:
             return False
     return bool(views)
+
+
+def silence_ms(document: dict[str, Any], node_id: str) -> int:
+    """How long before ``observedAt`` any reachable node last heard ``node_id``."""
+    observed = datetime.fromisoformat(document["observedAt"].replace("Z", "+00:00"))
+    last_pong = 0
+    for observation in document["redis"].values():
+        if not observation["reachable"]:
+            continue
+        for line in observation["clusterNodes"].splitlines():
+            fields = line.split()
+            if fields and fields[0] == node_id:
+                last_pong = max(last_pong, int(fields[5]))
+    return int(observed.timestamp() * 1000) - last_pong
 
 
 def move(harness: RedisHarness, cluster: FormedCluster, server: RedisServer) -> None:
