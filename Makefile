@@ -45,8 +45,14 @@ test: venv redis-server lint typecheck
 bench: venv
 	$(BIN)/python bench/plan_scale.py
 
+# Until `kredis local` lands: the dry-run plans for snapshots captured from
+# real redis-server clusters.
 run: venv redis-server
-	@echo "kredis local is not built yet (issue 3); try: $(BIN)/kredis plan --help"
+	@for snapshot in tests/data/snapshots/*.json; do \
+	  echo "== $$snapshot"; \
+	  $(BIN)/kredis plan --snapshot "$$snapshot" || exit 1; \
+	  echo; \
+	done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
