@@ -34,6 +34,7 @@ from tests.support.real_cluster import (
     RedisServer,
     key_slot,
     redis_available,
+    wait_converged,
 )
 from tests.support.real_scenarios import (
     SPEC_4X1,
@@ -94,6 +95,7 @@ class Moved:
     old_ip: str
     new_ip: str
     document: dict[str, Any]
+    cluster: FormedCluster
 
 
 @pytest.fixture(scope="module")
@@ -127,10 +129,19 @@ def dirty(harness: RedisHarness) -> RedisServer:
     return dirty_newcomer(harness, "dirty", 6)
 
 
-@pytest.fixture(scope="module")
-def master_failure(harness: RedisHarness) -> MasterFailure:
+@pytest.fixture(
+    scope="module",
+    params=[2000, 1000],
+    ids=lambda ms: f"node-timeout-{ms}",
+)
+def master_failure(
+    harness: RedisHarness, request: pytest.FixtureRequest
+) -> MasterFailure:
     """Snapshots of a 3x1 cluster from kill -9 of master demo-1 to failover."""
-    cluster = create_by_plan(harness, "failover").cluster
+    timeout: int = request.param
+    cluster = create_by_plan(
+        harness, f"failover-{timeout}", node_timeout_ms=timeout
+    ).cluster
     return watch_master_failure(cluster, cluster.pod(1))
 
 
@@ -142,7 +153,7 @@ def moved(harness: RedisHarness) -> Moved:
     node_id = before.node_id()
     move(harness, cluster, before)
     after = cluster.pod(1)
-    return Moved(after.pod, node_id, before.ip, after.ip, cluster.capture())
+    return Moved(after.pod, node_id, before.ip, after.ip, cluster.capture(), cluster)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +164,7 @@ def stale(harness: RedisHarness) -> Moved:
     node_id = before.node_id()
     move_out_of_reach(harness, cluster, before)
     after = cluster.pod(5)
-    return Moved(after.pod, node_id, before.ip, after.ip, cluster.capture())
+    return Moved(after.pod, node_id, before.ip, after.ip, cluster.capture(), cluster)
 
 
 def test_fresh_servers_get_a_creation_plan_of_slots_meets_and_replicas(
@@ -250,14 +261,10 @@ def test_slot_left_open_without_a_job_is_finished_toward_the_importing_node(
 def test_plans_during_a_master_failure_leave_failover_to_redis(
     master_failure: MasterFailure, tmp_path: Path
 ) -> None:
-    """From kill -9 to Redis' own failover, every plan only waits.
-
-    No reset, no forget and no failover of our own while Redis, with a
-    healthy replica and a majority of masters, is about to promote it.
-    """
+    """From kill -9 until Redis fails over by itself, every plan only waits."""
     during = master_failure.during
 
-    plans = [plan_real(document) for document in during]
+    plans = [plan_real(d, master_failure.node_timeout_ms) for d in during]
 
     assert any(failover_pending(d, master_failure.dead_id) for d in during)
     offending = [
@@ -277,7 +284,7 @@ def test_after_redis_fails_over_the_plan_waits_and_forgets_nothing(
     """Once a replica took over, the dead pod is waited for, not forgotten."""
     after = master_failure.after
 
-    result = plan_real(after)
+    result = plan_real(after, master_failure.node_timeout_ms)
 
     assert mutating(result.actions) == []
     assert result.cluster_state is ClusterState.HEALING
@@ -316,3 +323,19 @@ def test_pod_back_where_peers_show_its_old_address_is_met_and_not_reset(
     assert isinstance(meet, MeetNode)
     assert stale.old_ip in meet.reason
     assert stale.new_ip in meet.reason
+
+
+def test_meeting_the_moved_pod_from_the_command_pod_heals_the_cluster(
+    stale: Moved,
+) -> None:
+    """Carrying out the planned meet-node lets every node find the pod again."""
+    planned = plan_real(stale.document)
+    command = stale.cluster.pod(int(planned.command_pod.rsplit("-", 1)[1]))
+    moved = stale.cluster.pod(int(stale.pod.rsplit("-", 1)[1]))
+    command.value("CLUSTER", "MEET", moved.ip, moved.port)
+    wait_converged(stale.cluster.servers)
+
+    result = plan_real(stale.cluster.capture())
+
+    assert result.cluster_state is ClusterState.RUNNING
+    assert mutating(result.actions) == []

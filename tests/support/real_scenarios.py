@@ -202,6 +202,7 @@ class MasterFailure:
     dead_pod: str
     dead_id: str
     replica_pod: str
+    node_timeout_ms: int
     during: list[dict[str, Any]]
     after: dict[str, Any]
 
@@ -248,6 +249,7 @@ def watch_master_failure(cluster: FormedCluster, victim: RedisServer) -> MasterF
         dead_pod=victim.pod,
         dead_id=dead_id,
         replica_pod=replica.pod,
+        node_timeout_ms=victim.node_timeout_ms,
         during=during,
         after=cluster.capture(),
     )
