@@ -157,7 +157,10 @@ class RedisServer:
         return self.directory / "nodes.conf"
 
     def call(self, *args: object, timeout: float = CALL_TIMEOUT_S) -> str:
-        """Run one command with redis-cli; the reply text, as Redis sent it.
+        """Run one command with redis-cli; its raw reply text.
+
+        redis-cli adds a newline only where a reply lacks one, so the text of
+        CLUSTER NODES and CLUSTER INFO is exactly what Redis sent.
 
         Raises ``RedisReplyError`` on an error reply and
         ``RedisUnreachableError`` when no reply came within ``timeout``.
@@ -166,10 +169,11 @@ class RedisServer:
         command += [str(arg) for arg in args]
         shown = " ".join(str(arg) for arg in args)
         try:
+            # Bytes, not text mode: text mode would turn CLUSTER INFO's \r\n
+            # into \n, and snapshots keep replies exactly as Redis sent them.
             done = subprocess.run(
                 command,
                 capture_output=True,
-                text=True,
                 timeout=timeout,
                 stdin=subprocess.DEVNULL,
                 check=False,
@@ -178,20 +182,21 @@ class RedisServer:
             raise RedisUnreachableError(
                 f"{self.pod} ({self.address}): no reply to {shown!r} within {timeout} s"
             ) from None
-        error = done.stderr.strip()
+        reply = done.stdout.decode("utf-8", errors="replace")
+        error = done.stderr.decode("utf-8", errors="replace").strip()
         # redis-cli's own I/O failures, as opposed to a server's error reply.
         if done.returncode != 0 and error.startswith(("Could not connect", "Error:")):
             raise RedisUnreachableError(f"{self.pod} ({self.address}): {error}")
         if done.returncode != 0:
             raise RedisReplyError(
                 f"{self.pod} ({self.address}): {shown!r} failed: "
-                f"{error or done.stdout.strip() or f'exit {done.returncode}'}"
+                f"{error or reply.strip() or f'exit {done.returncode}'}"
             )
-        return done.stdout
+        return reply
 
     def value(self, *args: object, timeout: float = CALL_TIMEOUT_S) -> str:
         """A one-line reply without redis-cli's trailing newline."""
-        return self.call(*args, timeout=timeout).rstrip("\n")
+        return self.call(*args, timeout=timeout).rstrip("\r\n")
 
     def pipe(self, commands: Sequence[str], timeout: float = CALL_TIMEOUT_S) -> str:
         """Send many one-line commands through one redis-cli; its output."""
