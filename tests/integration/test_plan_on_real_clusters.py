@@ -292,6 +292,10 @@ def test_after_redis_fails_over_the_plan_waits_and_forgets_nothing(
     assert dead is not None
     assert dead.node_id == master_failure.dead_id
     assert dead.status.value == "unreachable"
+    promoted = result.status.node_of(master_failure.replica_pod)
+    assert promoted is not None
+    assert promoted.role.value == "master"
+    assert promoted.slot_count > 0
 
 
 def test_pod_back_on_a_new_address_with_its_node_id_is_neither_reset_nor_met(
