@@ -179,6 +179,16 @@ def _healthy_replicas(ctx: Context, master_id: str) -> list[PodNode]:
     return sorted(replicas, key=lambda p: (not ctx.staying(p), p.ordinal))
 
 
+def failover_grace_ms(node_timeout_ms: int, replicas: int) -> int:
+    """How long Redis gets to fail a master over by itself, from its last pong.
+
+    One whole election round: the node timeout for the cluster to agree the
+    master failed, Redis' failover timeout (twice the node timeout, at least
+    2 s), its fixed delay of up to 1 s and 1 s per replica rank.
+    """
+    return node_timeout_ms + max(2 * node_timeout_ms, 2_000) + 1_000 * (1 + replicas)
+
+
 def _failover_or_wait(
     ctx: Context, entry: NodeEntry, label: str, replicas: list[PodNode]
 ) -> Action:
@@ -186,10 +196,11 @@ def _failover_or_wait(
     # replica is the first healthy staying one by ordinal, not the most
     # up to date; the node timeout is a planner setting, not read from nodes.
     timeout = ctx.settings.node_timeout_ms
+    grace = failover_grace_ms(timeout, len(replicas))
     elapsed = ctx.snapshot.observed_ms - entry.pong_received
     best = replicas[0]
-    if entry.pong_received and elapsed < 2 * timeout:
-        left = (2 * timeout - elapsed) / 1000
+    if entry.pong_received and elapsed < grace:
+        left = (grace - elapsed) / 1000
         return Wait(
             reason=f"master {label} failed; leaving Redis' own failover to "
             f"{best.name} about {left:.0f} s more"
@@ -197,9 +208,9 @@ def _failover_or_wait(
     return Failover(
         pod=best.name,
         mode=FailoverMode.FORCE,
-        reason=f"master {label} failed and Redis did not fail over within twice "
-        f"the node timeout ({2 * timeout // 1000} s); promoting its replica "
-        f"{best.name}",
+        reason=f"master {label} failed and Redis did not fail over within "
+        f"{grace / 1000:.0f} s of its last answer (one election round for node "
+        f"timeout {timeout / 1000:g} s); promoting its replica {best.name}",
     )
 
 

@@ -11,6 +11,7 @@ from kredis.domain.actions import (
     ForgetNode,
     MeetNode,
 )
+from kredis.domain.heal import failover_grace_ms
 from kredis.domain.slots import SlotRange
 from kredis.domain.status import ClusterState
 from tests.support.planning import kinds, of_kind, plan_world
@@ -60,7 +61,7 @@ def test_pod_with_a_new_address_and_known_id_is_met_not_reset() -> None:
 
 
 def test_failed_master_is_left_to_redis_failover_within_the_node_timeout() -> None:
-    """Redis gets twice the node timeout to promote the replica itself."""
+    """Redis gets one whole election round to promote the replica itself."""
     world = World.formed()
     world.node(1).failed = True
     world.node(1).reachable = False
@@ -74,7 +75,7 @@ def test_failed_master_is_left_to_redis_failover_within_the_node_timeout() -> No
 
 
 def test_failed_master_past_the_timeout_gets_a_forced_failover() -> None:
-    """After twice the node timeout the best replica is promoted with FORCE."""
+    """After Redis' election round the best replica is promoted with FORCE."""
     world = World.formed()
     world.node(1).failed = True
     world.node(1).reachable = False
@@ -174,3 +175,11 @@ def test_open_slot_with_a_running_job_means_wait() -> None:
 
     assert kinds(result) == [ActionKind.WAIT]
     assert of_kind(result, ActionKind.WAIT)[0].reason.startswith("migration Job")
+
+
+def test_failover_grace_covers_a_whole_redis_election_round() -> None:
+    """Short node timeouts still leave Redis its fixed election delays."""
+
+    assert failover_grace_ms(2_000, 1) == 2_000 + 4_000 + 2_000
+    assert failover_grace_ms(500, 2) == 500 + 2_000 + 3_000
+    assert failover_grace_ms(15_000, 1) == 15_000 + 30_000 + 2_000
