@@ -1446,13 +1446,22 @@ class Simulator:
         return ""
 
     def _replicate(self, action: Replicate) -> str:
-        """CLUSTER REPLICATE, with Redis' refusals; the copy syncs at once."""
+        """CLUSTER REPLICATE, with Redis' refusals; the copy syncs at once.
+
+        As documented for the adapter, it first waits until the node knows
+        the master, which gossip teaches any node that knows a live peer.
+        """
         node = self._running_node(action.pod)
         if isinstance(node, str):
             return node
         if action.master_id == node.node_id:
             return f"replicate on {action.pod}: cannot replicate myself"
         info = node.peers.get(action.master_id)
+        master = self.nodes.get(action.master_id)
+        if info is None and master is not None and master.running and node.peers:
+            # The adapter waits until gossip has taught the node its master.
+            info = node.peers[action.master_id] = master.as_peer()
+            node.owned[action.master_id] = master.claims
         if info is None:
             return f"replicate on {action.pod}: unknown node {action.master_id[:8]}"
         if not info.master:
