@@ -159,6 +159,14 @@ def plan_formed(ctx: Context) -> Outcome:
             "handing leaving masters' slots to staying replicas by failover",
         )
 
+    released = shape.release(ctx, roles)
+    if released:
+        return outcome(
+            grow + tidy + released,
+            ClusterState.SCALING,
+            "releasing replicas to become the missing masters",
+        )
+
     replicas = shape.assign_replicas(ctx, roles)
     if ctx.snapshot.resource.status.migration_failures and not _may_retry(ctx, jobs):
         problem = (

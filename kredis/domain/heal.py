@@ -35,29 +35,54 @@ class Healing:
 
 
 def finish_open_slots(ctx: Context) -> Healing:
-    """Finish slots left migrating or importing, toward the importing node."""
+    """Finish slots left migrating or importing by an interrupted migration.
+
+    The slot goes toward the importing node, or the master that took its
+    place: the master it now replicates, or the replica that took over its
+    slots. When the importing node is gone for good (no pod holds its id) and
+    nobody took its place, the slot is closed where it is, on its owner.
+    Nothing is finished while the owner, whose keys must move, is down.
+    """
     topology = ctx.topology
     actions: list[Action] = []
     stuck: list[str] = []
     for source, target, ranges in group_open_slots(topology.open_slots):
-        target_entry = topology.nodes.get(target)
         shown = format_ranges(ranges)
-        if target_entry is None or target_entry.is_failed:
+        label = topology.label
+        if not _answers(ctx, source):
             stuck.append(
-                f"slots {shown} are open toward {topology.label(target)}, which is "
-                "down or unknown"
+                f"slots {shown} are open on {label(source)}, which does not "
+                "answer; its keys cannot move until it is back or failed over"
             )
             continue
+        heir, why = _heir(ctx, source=source, target=target)
+        if heir is None:
+            stuck.append(
+                f"slots {shown} are open toward {label(target)}, which is down; "
+                "waiting for it to come back"
+            )
+            continue
+        if heir == source:
+            reason = (
+                f"slots {shown} were left open toward {label(target)}, which is "
+                f"gone for good ({why}); they are closed on their owner "
+                f"{label(source)}, and keys that had already moved are lost with it"
+            )
+        else:
+            via = f" ({why})" if why else ""
+            reason = (
+                f"slots {shown} were left open by an interrupted migration from "
+                f"{label(source)} toward {label(target)} and no migration Job runs; "
+                f"they are finished on {label(heir)}{via}"
+            )
         actions.append(
             FinishMigration(
                 slots=ranges,
-                source=topology.label(source),
+                source=label(source),
                 source_id=source,
-                target=topology.label(target),
-                target_id=target,
-                reason=f"slots {shown} were left open by an interrupted "
-                f"migration from {topology.label(source)} to "
-                f"{topology.label(target)} and no migration Job runs",
+                target=label(heir),
+                target_id=heir,
+                reason=reason,
             )
         )
     if stuck:
@@ -65,6 +90,48 @@ def finish_open_slots(ctx: Context) -> Healing:
         actions.append(Wait(reason=f"cannot finish open slots: {message}"))
         return Healing(tuple(actions), blocking=True, degraded=message)
     return Healing(tuple(actions), blocking=bool(actions))
+
+
+def _answers(ctx: Context, node_id: str) -> bool:
+    entry = ctx.topology.nodes.get(node_id)
+    pod_node = ctx.topology.pod_of(node_id)
+    return (
+        entry is not None
+        and not (entry.is_failed or entry.is_suspected)
+        and pod_node is not None
+        and pod_node.reachable
+        and pod_node.node_id == node_id
+    )
+
+
+def _heir(ctx: Context, *, source: str, target: str) -> tuple[str | None, str]:
+    """Where an open slot toward ``target`` can finish, and why there."""
+    topology = ctx.topology
+    entry = topology.nodes.get(target)
+    if entry is not None and entry.is_master and _answers(ctx, target):
+        return target, ""
+    if entry is not None and entry.is_replica and _answers(ctx, target):
+        master = entry.master_id or ""
+        if _answers(ctx, master):
+            return master, f"{topology.label(target)} now replicates it"
+        return None, ""
+
+    # The importing node is down: a replica it had may have taken its place.
+    for recorded in ctx.snapshot.resource.status.cluster_nodes:
+        if recorded.master_id != target:
+            continue
+        promoted = topology.nodes.get(recorded.node_id)
+        if (
+            promoted is not None
+            and promoted.is_master
+            and promoted.slots
+            and _answers(ctx, recorded.node_id)
+        ):
+            return recorded.node_id, f"its replica {recorded.pod_name} took over"
+    gone = entry is None or (entry.is_failed and topology.pod_of(target) is None)
+    if gone:
+        return source, "no pod holds its id any more"
+    return None, ""
 
 
 def heal_failed_masters(ctx: Context) -> Healing:

@@ -34,6 +34,7 @@ class Roles:
 
     keep: tuple[str, ...]
     promotions: tuple[tuple[PodNode, str], ...]
+    released: tuple[PodNode, ...]
     shortfall: str
 
 
@@ -143,19 +144,73 @@ def choose_roles(ctx: Context) -> Roles:
             break
         keep.append(pod_node.node_id)
 
-    # Limitation: a member replica cannot become an empty master without a
-    # reset, so shapes that need more masters than staying masters and new
-    # pods provide (3x2 to 4x1) are refused with a reason.
-    shortfall = ""
+    # Still short of masters (3x2 to 4x1, or a drained master that Redis
+    # turned into a replica): release replicas, whose keys are copies of a
+    # healthy master's, to rejoin as empty masters.
     seats = len(keep) + len(promotions)
-    if seats < wanted:
+    settled = len(ctx.staying_pods) == ctx.pod_count and all(
+        p.member and p.reachable and p.pod.ready for p in ctx.staying_pods
+    )
+    released = _releasable(ctx, wanted - seats) if seats < wanted and settled else ()
+    shortfall = ""
+    if seats + len(released) < wanted:
         shortfall = (
-            f"the spec asks for {wanted} masters but only {seats} staying pods can "
-            "be masters; a member replica cannot become an empty master without "
-            "a reset, which kredis never does to a member (scale in two steps: "
-            "add pods first, then lower replicas)"
+            f"the spec asks for {wanted} masters but only "
+            f"{seats + len(released)} staying pods can become masters; the others "
+            "are down or hold the only copy of their data"
         )
-    return Roles(keep=tuple(keep), promotions=tuple(promotions), shortfall=shortfall)
+    return Roles(
+        keep=tuple(keep),
+        promotions=tuple(promotions),
+        released=released,
+        shortfall=shortfall,
+    )
+
+
+def _releasable(ctx: Context, count: int) -> tuple[PodNode, ...]:
+    # Replicas of the masters with the most replicas go first, highest
+    # ordinal first, so redundancy stays as even as it can.
+    topology = ctx.topology
+    entries = topology.nodes
+    healthy: dict[str, list[PodNode]] = {}
+    for pod_node in reversed(ctx.staying_pods):
+        entry = entries.get(pod_node.node_id)
+        if entry is None or not entry.is_replica or not pod_node.member:
+            continue
+        master = entries.get(entry.master_id or "")
+        if (
+            master is None
+            or master.is_failed
+            or master.is_suspected
+            or entry.is_failed
+            or not pod_node.reachable
+        ):
+            continue
+        healthy.setdefault(master.node_id, []).append(pod_node)
+    chosen: list[PodNode] = []
+    while len(chosen) < count and any(healthy.values()):
+        master_id = max(sorted(healthy), key=lambda m: len(healthy[m]))
+        chosen.append(healthy[master_id].pop(0))
+    return tuple(chosen)
+
+
+def release(ctx: Context, roles: Roles) -> tuple[Action, ...]:
+    """Forget replicas that will rejoin, reset, as the missing empty masters."""
+    topology = ctx.topology
+    actions: list[Action] = []
+    for pod_node in roles.released:
+        entry = topology.nodes[pod_node.node_id]
+        actions.append(
+            ForgetNode(
+                node_id=pod_node.node_id,
+                pod=pod_node.name,
+                reason=f"the spec asks for {ctx.spec.masters} masters and no empty "
+                f"pod is left: replica {pod_node.name}, whose keys are copies of "
+                f"{topology.label(entry.master_id or '')}'s, leaves the cluster to "
+                "rejoin clean as a master",
+            )
+        )
+    return tuple(actions)
 
 
 def promote(ctx: Context, roles: Roles) -> tuple[Action, ...]:

@@ -166,7 +166,8 @@ def build_topology(snapshot: Snapshot) -> Topology:
     pods = tuple(_with_lost_id(p, recorded.get(p.name), picture) for p in pods)
 
     masters = tuple(sorted(i for i, e in picture.items() if e.slots))
-    agreement, problem = _judge(main, views, ids, masters)
+    failed = frozenset(i for i, e in picture.items() if e.is_failed)
+    agreement, problem = _judge(main, views, ids, masters, failed)
     outsiders = tuple(
         name for name in views if name not in main and views[name].myself.slots
     )
@@ -323,11 +324,17 @@ def _judge(
     views: Mapping[str, ClusterView],
     ids: Mapping[str, str],
     masters: tuple[str, ...],
+    failed: frozenset[str],
 ) -> tuple[Agreement, str]:
     if not main:
         return Agreement.AGREED, ""
-    maps = {name: views[name].ownership for name in main}
-    distinct = set(maps.values())
+
+    # A failed master sends no gossip, so a node that met the cluster after
+    # it failed never learns its slots: that gap is not a disagreement.
+    distinct = {
+        tuple(pair for pair in views[name].ownership if pair[0] not in failed)
+        for name in main
+    }
     if len(distinct) > 1:
         conflict = _first_conflict(main, views)
         if conflict:

@@ -187,3 +187,27 @@ def test_masters_short_of_replicas_get_spare_replicas_repointed() -> None:
     (replicate,) = [a for a in result.actions if isinstance(a, Replicate)]
     assert replicate.master_pod == "demo-2"
     assert replicate.pod in {"demo-3", "demo-5"}
+
+
+def test_more_masters_from_fewer_replicas_releases_a_replica_to_rejoin() -> None:
+    """3x2 to 4x1: a replica is forgotten so it can rejoin clean as a master."""
+    world = World.formed(replicas=2)
+    world.masters, world.replicas = 4, 1
+
+    result = plan_world(world)
+
+    (forget,) = [a for a in result.actions if isinstance(a, ForgetNode)]
+    assert forget.pod == "demo-7"
+    assert ActionKind.RESET_NODE not in kinds(result)
+    assert result.cluster_state is ClusterState.SCALING
+
+
+def test_no_replica_is_released_while_new_pods_are_still_starting() -> None:
+    """3x1 to 4x1 with the new pods not ready: wait for them, release nothing."""
+    world = _grown()
+    world.pods["demo-6"].ready = False
+    world.pods["demo-7"].ready = False
+
+    result = plan_world(world)
+
+    assert ActionKind.FORGET_NODE not in kinds(result)
