@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -116,7 +118,7 @@ def test_ranges_cover_exactly_the_slots_without_overlap(slots: frozenset[int]) -
     ranges = ranges_from_slots(slots)
 
     assert slots_of(ranges) == slots
-    assert all(a.end + 1 < b.start for a, b in zip(ranges, ranges[1:], strict=False))
+    assert all(a.end + 1 < b.start for a, b in itertools.pairwise(ranges))
 
 
 @given(st.integers(1, 2000))
