@@ -159,8 +159,21 @@ def heal_failed_masters(ctx: Context) -> Healing:
             actions.append(_failover_or_wait(ctx, entry, label, replicas))
             continue
 
+        # A replica that is down may still hold every key: no write-off.
+        keepers = [
+            topology.label(r.node_id)
+            for r in topology.replicas_of(master_id)
+            if topology.pod_of(r.node_id) is not None
+        ]
         taker = _returning_pod(ctx, master_id)
-        if taker is not None and taker.member:
+        if keepers:
+            message = (
+                f"master {label} is down with slots {shown} and its replicas "
+                f"{', '.join(keepers)} are down too; waiting for one to return"
+            )
+            degraded.append(message)
+            actions.append(Wait(reason=message))
+        elif taker is not None and taker.member:
             actions.append(
                 AssignSlots(
                     pod=taker.name,
