@@ -66,6 +66,7 @@ DATA_LOSS = "data-loss-operation"
 DOUBLE_OWNER = "slot-claimed-twice"
 
 _EMPTY: frozenset[int] = frozenset()
+_ALL_SLOTS = frozenset(range(SLOT_COUNT))
 _RANGES: dict[frozenset[int], tuple[SlotRange, ...]] = {}
 
 
@@ -139,7 +140,7 @@ class SimNode:
     @property
     def dbsize(self) -> int:
         """How many keys the node stores."""
-        return sum(len(keys) for keys in self.keys.values())
+        return sum(map(len, self.keys.values()))
 
     @property
     def running(self) -> bool:
@@ -465,6 +466,8 @@ class Simulator:
         ):
             viewer.heard[peer.node_id] = (peer.epoch, peer.version)
             self._hear_claims(viewer, peer)
+        if peer.master and peer.claims:
+            self._send_updates(viewer, peer)
         for other_id, info in sorted(peer.peers.items()):
             if other_id == viewer.node_id or other_id in viewer.peers:
                 continue
@@ -480,15 +483,37 @@ class Simulator:
             viewer.owned[other_id] = _EMPTY
 
     def _hear_claims(self, viewer: SimNode, peer: SimNode) -> None:
-        claim = peer.claims
+        self._apply_claim(viewer, peer.node_id, peer.claims, peer.epoch)
+
+    def _send_updates(self, viewer: SimNode, peer: SimNode) -> None:
+        """UPDATE messages: the viewer corrects a peer's stale slot claims.
+
+        When a peer claims slots the viewer gives to another node with a
+        greater config epoch, the viewer sends that node's config (id, epoch,
+        slots), which the peer applies if it knows the node, even if that
+        node is down.
+        """
+        if viewer.owned.get(peer.node_id) is peer.claims:
+            return
+        for owner_id in sorted(viewer.owned):
+            if owner_id == peer.node_id or owner_id not in peer.peers:
+                continue
+            slots = viewer.owned[owner_id]
+            epoch = viewer.peers[owner_id].epoch
+            if slots & peer.claims and epoch > peer.epoch:
+                self._apply_claim(peer, owner_id, slots, epoch)
+
+    def _apply_claim(
+        self, viewer: SimNode, claimant: str, claim: frozenset[int], epoch: int
+    ) -> None:
         if not claim:
             return
         taken: set[int] = set()
         for other_id in sorted(viewer.owned):
-            if other_id == peer.node_id:
+            if other_id == claimant:
                 continue
             overlap = viewer.owned[other_id] & claim
-            if not overlap or peer.epoch <= viewer.peers[other_id].epoch:
+            if not overlap or epoch <= viewer.peers[other_id].epoch:
                 continue
             viewer.owned[other_id] = viewer.owned[other_id] - overlap
             taken |= overlap
@@ -498,9 +523,9 @@ class Simulator:
                 and not viewer.owned[other_id]
             ):
                 # Replicas follow the node that took all their master's slots.
-                viewer.master_id = peer.node_id
+                viewer.master_id = claimant
         mine = (viewer.claims & claim) - set(viewer.importing)
-        if mine and peer.epoch > viewer.epoch:
+        if mine and epoch > viewer.epoch:
             dirty = sorted(s for s in mine if viewer.keys.get(s))
             for slot in dirty:
                 # Redis 7 deletes the keys of slots it lost (dirty slots).
@@ -508,7 +533,7 @@ class Simulator:
             if dirty:
                 self.log.append(
                     f"tick {self.tick_count}: {viewer.node_id[:8]} lost slots to "
-                    f"{peer.node_id[:8]} and deleted keys of {len(dirty)} slots"
+                    f"{claimant[:8]} and deleted keys of {len(dirty)} slots"
                 )
             had = bool(viewer.claims)
             viewer.set_claims(viewer.claims - mine)
@@ -516,12 +541,17 @@ class Simulator:
                 viewer.migrating.pop(slot, None)
             taken |= mine
             if had and not viewer.claims and viewer.master:
-                viewer.demote(peer.node_id)
+                viewer.demote(claimant)
         assigned = set(viewer.claims)
         for slots in viewer.owned.values():
             assigned |= slots
         free = claim - assigned
-        viewer.owned[peer.node_id] = viewer.owned[peer.node_id] | taken | free
+        seen = viewer.owned.get(claimant, _EMPTY) | taken | free
+        # Keep the claimant's own set when they agree: a cheap identity check.
+        viewer.owned[claimant] = claim if seen == claim else seen
+        info = viewer.peers.get(claimant)
+        if info is not None and info.epoch < epoch:
+            info.epoch = epoch
 
     def _auto_failover(self) -> None:
         """Redis promotes a live replica of a master that is down long enough.
@@ -922,7 +952,7 @@ class Simulator:
                 covered |= new
         return Ownership(
             won=won,
-            uncovered=frozenset(range(SLOT_COUNT)) - covered,
+            uncovered=_ALL_SLOTS - covered,
             ties=tuple(ties),
         )
 
@@ -947,22 +977,39 @@ class Simulator:
         """Expected keys that no holder of their slot stores."""
         ownership = self.ownership()
         wanted = set(self.expected)
-        owner_of: dict[int, SimNode] = {}
+        owner_of: dict[int, str] = {}
         for owner_id, slots in ownership.won.items():
             for slot in slots & wanted:
-                owner_of[slot] = self.nodes[owner_id]
-        missing: dict[int, frozenset[str]] = {}
-        for slot, keys in sorted(self.expected.items()):
-            owner = owner_of.get(slot)
-            if owner is not None and keys <= owner.keys.get(slot, _EMPTY):
+                owner_of[slot] = owner_id
+        # Outside open slots the holders are the owner and its replicas.
+        families: dict[str, list[SimNode]] = {i: [] for i in ownership.won}
+        for node in self.nodes.values():
+            if node.gone:
                 continue
+            if node.node_id in families:
+                families[node.node_id].insert(0, node)
+            elif not node.master and node.master_id in families:
+                families[node.master_id].append(node)
+        opened: set[int] = set()
+        for node in self.nodes.values():
+            if not node.gone:
+                opened.update(node.migrating, node.importing)
+        missing: dict[int, frozenset[str]] = {}
+        for slot, keys in self.expected.items():
+            owner_id = owner_of.get(slot)
+            if owner_id is None or slot in opened:
+                holders = self.holders(slot, ownership)
+            else:
+                holders = families[owner_id]
+                if holders and keys <= holders[0].keys.get(slot, _EMPTY):
+                    continue
             present: set[str] = set()
-            for node in self.holders(slot, ownership):
+            for node in holders:
                 present |= node.keys.get(slot, _EMPTY)
             lost = keys - present
             if lost:
                 missing[slot] = frozenset(lost)
-        return missing
+        return dict(sorted(missing.items()))
 
     def only_copies(self, node: SimNode) -> int:
         """How many expected keys exist only on this node among the holders."""
@@ -1036,10 +1083,14 @@ class Simulator:
         return 2 * len(gone) >= len(serving) > 0 and bool(gone)
 
     def open_slots(self) -> list[str]:
-        """Every migrating or importing marker on a node that still has data."""
+        """Every migrating or importing marker on a running node.
+
+        A node that is down cannot be observed; if it returns demoted, Redis
+        closes its markers, and otherwise they show up again.
+        """
         found = []
         for node in self.nodes.values():
-            if node.gone:
+            if not node.running:
                 continue
             found += [f"{s}->{p[:8]}" for s, p in node.migrating.items()]
             found += [f"{s}<-{p[:8]}" for s, p in node.importing.items()]
@@ -1376,9 +1427,10 @@ class Simulator:
     def _assign(self, action: AssignSlots) -> str:
         """ADDSLOTS (refused on a busy slot), or a takeover by SETSLOT NODE.
 
-        A takeover (``from_node_id``) bumps the taker's epoch and claims the
-        slots the taker's view gives to the failed node; it is a data-loss
-        operation if any holder of those slots still has their keys.
+        A takeover (``from_node_id``) bumps the taker's epoch and gives it,
+        on every running node, slots the failed node serves (refused for any
+        other slot); it is a data-loss operation if any holder of those slots
+        still has their keys.
         """
         node = self._running_node(action.pod)
         if isinstance(node, str):
@@ -1412,13 +1464,13 @@ class Simulator:
                     )
             node.set_claims(node.claims | slots)
             return ""
-        seen = node.owned.get(action.from_node_id, _EMPTY)
-        if not slots <= seen:
-            return (
-                f"takeover on {action.pod}: slot {min(slots - seen)} is not served "
-                f"by {action.from_node_id[:8]} in its view"
-            )
         ownership = self.ownership()
+        served = ownership.won.get(action.from_node_id, _EMPTY)
+        if not slots <= served:
+            return (
+                f"takeover on {action.pod}: slot {min(slots - served)} is not "
+                f"served by {action.from_node_id[:8]}"
+            )
         kept = 0
         for slot in sorted(slots & set(self.expected)):
             for holder in self.holders(slot, ownership):
@@ -1442,7 +1494,8 @@ class Simulator:
                 viewer.owned[node.node_id] = viewer.owned[node.node_id] | slots
                 viewer.peers[node.node_id] = node.as_peer()
                 viewer.heard[node.node_id] = (node.epoch, node.version)
-        node.owned[action.from_node_id] = seen - slots
+        if action.from_node_id in node.owned:
+            node.owned[action.from_node_id] -= slots
         return ""
 
     def _replicate(self, action: Replicate) -> str:
@@ -1516,8 +1569,11 @@ class Simulator:
         """Move what is left of each slot to the target, then SETSLOT NODE.
 
         With the source down its keys cannot move; claiming the slot for the
-        target anyway discards them (a data-loss operation).
+        target anyway discards them (a data-loss operation). A target equal
+        to the source closes the slots on their owner (SETSLOT STABLE).
         """
+        if action.target_id == action.source_id:
+            return self._close(action)
         target = self.nodes.get(action.target_id)
         if target is None or not target.running:
             return f"finish migration: target {action.target} does not answer"
@@ -1563,6 +1619,15 @@ class Simulator:
             target.importing.pop(slot, None)
         if action.source_id in target.owned:
             target.owned[action.source_id] = target.owned[action.source_id] - slots
+        return ""
+
+    def _close(self, action: FinishMigration) -> str:
+        owner = self.nodes.get(action.source_id)
+        if owner is None or not owner.running:
+            return f"close slots: owner {action.source} does not answer"
+        for slot in slots_of(action.slots):
+            owner.migrating.pop(slot, None)
+            owner.importing.pop(slot, None)
         return ""
 
     def _failover(self, action: Failover) -> str:
