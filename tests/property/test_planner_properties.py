@@ -120,7 +120,8 @@ def _nodes_by_id(world: World) -> dict[str, Node]:
 
 
 def _open_anywhere(world: World) -> bool:
-    return any(n.migrating or n.importing for n in world.all_nodes())
+    # Only markers on nodes that answer can be observed.
+    return any(n.migrating or n.importing for n in world.all_nodes() if n.reachable)
 
 
 def _job_running(world: World) -> bool:
