@@ -192,3 +192,25 @@ def test_open_slot_is_not_finished_while_its_source_is_unreachable() -> None:
 
     finishes = [a for a in result.actions if isinstance(a, FinishMigration)]
     assert not finishes, _explain(result)
+
+
+def test_slots_of_a_lost_master_are_not_written_off_while_its_replica_is_down() -> None:
+    """A takeover empties slots only when no replica may still hold their keys."""
+    # Machine: 3x1, demo-2 (master) loses its disk while its replica demo-5's
+    # process is down. The planner calls the old id "failed, has no replica"
+    # and gives its slots to demo-2's new, empty node: when demo-5 returns
+    # it follows the new owner and its full copy of the keys is dropped.
+    world = World.formed()
+    old = _lose_disk(world, 2)
+    world.join(2)
+    replica = world.node(5)
+    replica.reachable = False
+    replica.pong_ms = T0_MS - 20_000
+    world.pods["demo-5"].ready = False
+
+    result = plan_world(world)
+
+    for action in result.actions:
+        assert not (
+            isinstance(action, AssignSlots) and action.from_node_id == old.node_id
+        ), _explain(result)
