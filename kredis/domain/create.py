@@ -137,7 +137,7 @@ def plan_create(ctx: Context) -> Outcome:
                 ResetNode(
                     pod=pod_node.name,
                     reason=f"pod {pod_node.name} is not a member and is dirty "
-                    f"({_dirt(pod_node)}); the cluster never formed",
+                    f"({pod_node.dirt}); the cluster never formed",
                 )
             )
         return Outcome(
@@ -307,13 +307,3 @@ def _state_ok(ctx: Context, pods: tuple[PodNode, ...]) -> bool:
         if observed is None or observed.info is None or not observed.info.state_ok:
             return False
     return True
-
-
-def _dirt(pod_node: PodNode) -> str:
-    parts = []
-    if pod_node.dbsize:
-        parts.append(f"{pod_node.dbsize} keys")
-    if pod_node.knows_others:
-        assert pod_node.view is not None
-        parts.append(f"knows {len(pod_node.view.known_ids)} other nodes")
-    return ", ".join(parts)

@@ -6,8 +6,6 @@ for a fresh observation. It never plans creation and never resets a member.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import attrs
 
 from kredis.domain import heal, shape
@@ -18,20 +16,6 @@ from kredis.domain.nodes import NodeEntry
 from kredis.domain.slots import SLOT_COUNT, count_slots
 from kredis.domain.status import ClusterState, MigrationStatus, OperationKind
 from kredis.domain.topology import Agreement
-
-
-class _Outcome(Protocol):
-    def __call__(
-        self,
-        actions: tuple[Action, ...],
-        state: ClusterState,
-        summary: str,
-        *,
-        problem: str = "",
-        migration: MigrationStatus | None = None,
-        converged: bool = False,
-    ) -> Outcome: ...
-
 
 _KIND_STATE = {
     OperationKind.SCALE_UP: ClusterState.SCALING,
@@ -73,7 +57,8 @@ def plan_formed(ctx: Context) -> Outcome:
     topology = ctx.topology
     jobs = review_jobs(ctx)
     grow = shape.grow_stateful_set(ctx)
-    outcome = _Pass(jobs).outcome
+    run = _Pass(jobs)
+    outcome = run.outcome
 
     # Never act on a picture the nodes do not agree on.
     if topology.agreement is not Agreement.AGREED:
@@ -91,7 +76,7 @@ def plan_formed(ctx: Context) -> Outcome:
         )
 
     if jobs.running:
-        return _wait_for_job(jobs, grow, outcome)
+        return _wait_for_job(jobs, grow, run)
 
     # Limitation: slots that no node owns are reported, never assigned: the
     # snapshot cannot say whether some node still holds keys in them.
@@ -199,7 +184,7 @@ def plan_formed(ctx: Context) -> Outcome:
         state = ClusterState.SCALING if grow else ClusterState.HEALING
         return outcome(changes, state, "adjusting replicas and membership")
 
-    return _settled(ctx, roles.shortfall, outcome)
+    return _settled(ctx, roles.shortfall, run)
 
 
 def _reported_down(entry: NodeEntry | None) -> bool:
@@ -210,16 +195,14 @@ def _may_retry(ctx: Context, jobs: JobReview) -> bool:
     return jobs.failures < ctx.settings.migration_attempts
 
 
-def _wait_for_job(
-    jobs: JobReview, grow: tuple[Action, ...], outcome: _Outcome
-) -> Outcome:
+def _wait_for_job(jobs: JobReview, grow: tuple[Action, ...], run: _Pass) -> Outcome:
     names = ", ".join(job.name for job in jobs.running)
     migration = jobs.migration
     state = _KIND_STATE[migration.kind] if migration else ClusterState.REBALANCING
     progress = ""
     if migration is not None and migration.slots_total:
         progress = f" ({migration.slots_moved} of {migration.slots_total} slots moved)"
-    return outcome(
+    return run.outcome(
         (*grow, Wait(reason=f"migration Job {names} is running{progress}")),
         state,
         f"migration Job {names} running{progress}",
@@ -227,7 +210,7 @@ def _wait_for_job(
     )
 
 
-def _settled(ctx: Context, shortfall: str, outcome: _Outcome) -> Outcome:
+def _settled(ctx: Context, shortfall: str, run: _Pass) -> Outcome:
     # Nothing to change: running if the shape matches, otherwise say why not.
     topology = ctx.topology
     waits: list[str] = []
@@ -268,8 +251,8 @@ def _settled(ctx: Context, shortfall: str, outcome: _Outcome) -> Outcome:
             if growing
             else ClusterState.HEALING
         )
-        return outcome((Wait(reason=reason),), state, reason, problem=shortfall)
-    return outcome(
+        return run.outcome((Wait(reason=reason),), state, reason, problem=shortfall)
+    return run.outcome(
         (),
         ClusterState.RUNNING,
         f"running with {ctx.spec.masters} masters and {ctx.spec.replicas} "

@@ -86,7 +86,7 @@ def join_pods(ctx: Context) -> tuple[Action, ...]:
                 ResetNode(
                     pod=pod_node.name,
                     reason=f"pod {pod_node.name} is not a member and is dirty "
-                    f"({_dirt(pod_node)}); it must be clean to join",
+                    f"({pod_node.dirt}); it must be clean to join",
                 )
             )
             continue
@@ -437,12 +437,3 @@ def _why(ctx: Context, roles: Roles, move: SlotMove) -> str:
     if not ctx.topology.slots_of(move.target):
         return "a new master takes its share"
     return "masters differ by more than the balance tolerance"
-
-
-def _dirt(pod_node: PodNode) -> str:
-    parts = []
-    if pod_node.dbsize:
-        parts.append(f"{pod_node.dbsize} keys")
-    if pod_node.view is not None and pod_node.view.known_ids:
-        parts.append(f"knows {len(pod_node.view.known_ids)} other nodes")
-    return ", ".join(parts)

@@ -71,6 +71,16 @@ class PodNode:
         """The node has keys or knows other nodes: joining needs a reset."""
         return self.dbsize > 0 or self.knows_others
 
+    @property
+    def dirt(self) -> str:
+        """What makes the node dirty, for reasons: keys, known nodes."""
+        parts = []
+        if self.dbsize:
+            parts.append(f"{self.dbsize} keys")
+        if self.view is not None and self.view.known_ids:
+            parts.append(f"knows {len(self.view.known_ids)} other nodes")
+        return ", ".join(parts)
+
 
 @attrs.frozen
 class OpenMigration:
