@@ -54,7 +54,6 @@ class ClusterMachine(RuleBasedStateMachine):
         super().__init__()
         self.sim = Simulator.converged(3, 1)
         self.started = False
-        self.last_plan: Plan | None = None
         self.unstable: list[str] = []
         self.silent: list[str] = []
 
@@ -83,7 +82,6 @@ class ClusterMachine(RuleBasedStateMachine):
         self.sim.apply_plan(result, limit=limit)
         if limit is None:
             self.sim.status = result.status.to_json()
-        self.last_plan = result
         return result
 
     def _pods(self, which: str) -> list[int]:
@@ -372,8 +370,8 @@ def test_a_new_cluster_is_created_and_reaches_its_spec(
 # a failure of this machine several times slower; its report adds little.
 ClusterMachine.TestCase.settings = settings(
     settings.default,
-    stateful_step_count=40,
-    max_examples=min(settings.default.max_examples, 75),
+    stateful_step_count=50,
+    max_examples=min(settings.default.max_examples, 150),
     phases=[p for p in settings.default.phases if p is not Phase.explain],
 )
 # A failing run shrinks for up to Hypothesis' five minutes before it reports;
