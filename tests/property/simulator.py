@@ -46,7 +46,13 @@ from kredis.domain.nodes import (
     render_cluster_nodes,
 )
 from kredis.domain.planner import Plan
-from kredis.domain.slots import SLOT_COUNT, SlotRange, allocate_ranges, slots_of
+from kredis.domain.slots import (
+    SLOT_COUNT,
+    SlotRange,
+    allocate_ranges,
+    format_ranges,
+    slots_of,
+)
 from kredis.domain.slots import ranges_from_slots as _ranges_from_slots
 
 STEP_MS = 10_000
@@ -131,6 +137,7 @@ class SimNode:
     heard: dict[str, tuple[int, int]] = field(default_factory=dict)
     banned: dict[str, int] = field(default_factory=dict)
     version: int = 0
+    synced_with: str | None = None
     alive: bool = True
     gone: bool = False
     forgotten: bool = False
@@ -166,6 +173,7 @@ class SimNode:
         """Become a replica; Redis closes every open slot of a former master."""
         self.master = False
         self.master_id = master_id
+        self.synced_with = None
         self.migrating = {}
         self.importing = {}
         self.version += 1
@@ -459,6 +467,7 @@ class Simulator:
         ):
             # Redis 7: a sub-replica follows its grandmaster.
             viewer.master_id = peer.master_id
+            viewer.synced_with = None
             viewer.version += 1
         if peer.master and viewer.heard.get(peer.node_id) != (
             peer.epoch,
@@ -524,24 +533,27 @@ class Simulator:
             ):
                 # Replicas follow the node that took all their master's slots.
                 viewer.master_id = claimant
+                viewer.synced_with = None
         mine = (viewer.claims & claim) - set(viewer.importing)
         if mine and epoch > viewer.epoch:
-            dirty = sorted(s for s in mine if viewer.keys.get(s))
-            for slot in dirty:
-                # Redis 7 deletes the keys of slots it lost (dirty slots).
-                del viewer.keys[slot]
-            if dirty:
-                self.log.append(
-                    f"tick {self.tick_count}: {viewer.node_id[:8]} lost slots to "
-                    f"{claimant[:8]} and deleted keys of {len(dirty)} slots"
-                )
             had = bool(viewer.claims)
             viewer.set_claims(viewer.claims - mine)
             for slot in mine:
                 viewer.migrating.pop(slot, None)
             taken |= mine
             if had and not viewer.claims and viewer.master:
+                # It keeps its keys until it syncs from its new master.
                 viewer.demote(claimant)
+            else:
+                dirty = sorted(s for s in mine if viewer.keys.get(s))
+                for slot in dirty:
+                    # Redis 7 deletes the keys of slots it lost (dirty slots).
+                    del viewer.keys[slot]
+                if dirty:
+                    self.log.append(
+                        f"tick {self.tick_count}: {viewer.node_id[:8]} lost slots "
+                        f"to {claimant[:8]} and deleted keys of {len(dirty)} slots"
+                    )
         assigned = set(viewer.claims)
         for slots in viewer.owned.values():
             assigned |= slots
@@ -556,8 +568,10 @@ class Simulator:
     def _auto_failover(self) -> None:
         """Redis promotes a live replica of a master that is down long enough.
 
-        The replica with the lowest ordinal runs the election; it wins with
-        the votes of a majority of the masters it knows to serve slots.
+        The replica with the lowest ordinal among those that copied this
+        master's data runs the election (Redis' replica validity check keeps
+        a replica that never synced with it out); it wins with the votes of a
+        majority of the masters it knows to serve slots.
         """
         ownership = self.ownership()
         for master_id in sorted(ownership.won):
@@ -572,6 +586,7 @@ class Simulator:
                 if n.running
                 and not n.master
                 and n.master_id == master_id
+                and n.synced_with == master_id
                 and master_id in n.peers
             ]
             if not candidates:
@@ -640,6 +655,7 @@ class Simulator:
             master = self.nodes.get(node.master_id)
             if master is not None and master.running and master.master:
                 node.keys = dict(master.keys)
+                node.synced_with = master.node_id
 
     # -- migration Jobs ---------------------------------------------------
 
@@ -1572,6 +1588,13 @@ class Simulator:
         target anyway discards them (a data-loss operation). A target equal
         to the source closes the slots on their owner (SETSLOT STABLE).
         """
+        running = self.running_jobs()
+        if running:
+            self._violate(
+                TWO_JOBS,
+                f"finish-migration of {format_ranges(action.slots)} while Job "
+                f"{running[0].name} runs",
+            )
         if action.target_id == action.source_id:
             return self._close(action)
         target = self.nodes.get(action.target_id)
