@@ -18,6 +18,7 @@ from kredis.domain.actions import (
     action_to_json,
 )
 from kredis.domain.planner import Plan
+from kredis.domain.slots import ranges_from_slots
 from kredis.domain.status import ClusterState
 from tests.support.planning import plan_world
 from tests.support.world import T0_MS, Node, World, node_id_for
@@ -55,6 +56,19 @@ def _without_slots_of(document: dict[str, Any], pod: str, node_id: str) -> None:
         if fields and fields[0] == node_id:
             fields = fields[:8]
             fields[6] = "0"
+        lines.append(" ".join(fields))
+    document["redis"][pod]["clusterNodes"] = "\n".join(lines) + "\n"
+
+
+def _credit_in_view(
+    document: dict[str, Any], pod: str, node_id: str, slots: set[int]
+) -> None:
+    """Make one pod's Redis believe a node serves exactly these slots."""
+    lines = []
+    for line in document["redis"][pod]["clusterNodes"].splitlines():
+        fields = line.split()
+        if fields and fields[0] == node_id:
+            fields = fields[:8] + [str(r) for r in ranges_from_slots(slots)]
         lines.append(" ".join(fields))
     document["redis"][pod]["clusterNodes"] = "\n".join(lines) + "\n"
 
@@ -214,3 +228,30 @@ def test_slots_of_a_lost_master_are_not_written_off_while_its_replica_is_down() 
         assert not (
             isinstance(action, AssignSlots) and action.from_node_id == old.node_id
         ), _explain(result)
+
+
+def test_a_view_that_missed_a_move_to_a_lost_master_does_not_wedge_healing() -> None:
+    """A stale view crediting a slot to a node that no longer claims it heals."""
+    # Machine: slot 16383 moved from demo-2 to demo-3 while demo-0 was down;
+    # demo-3 then lost its disk before demo-0 came back. Gossip never carries
+    # slots and UPDATE messages only correct a node's own claims, so demo-0
+    # keeps crediting the slot to demo-2, which does not claim it. Every pass
+    # then reports a split brain and waits, so the lost slots are never
+    # taken over by demo-3's new node.
+    world = World.formed(masters=4, replicas=0)
+    moved_from = world.node(2)
+    old = _lose_disk(world, 3)
+    world.join(3)
+    document = world.snapshot()
+    _credit_in_view(document, "demo-0", moved_from.node_id, moved_from.slots | {16383})
+    _credit_in_view(document, "demo-0", old.node_id, old.slots - {16383})
+
+    result = plan_world(document)
+
+    takeovers = [
+        a
+        for a in result.actions
+        if isinstance(a, AssignSlots) and a.from_node_id == old.node_id
+    ]
+    assert takeovers, _explain(result)
+    assert takeovers[0].pod == "demo-3"
