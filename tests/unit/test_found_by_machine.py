@@ -255,3 +255,30 @@ def test_a_view_that_missed_a_move_to_a_lost_master_does_not_wedge_healing() -> 
     ]
     assert takeovers, _explain(result)
     assert takeovers[0].pod == "demo-3"
+
+
+def test_lost_master_slots_are_not_written_off_while_a_forgotten_replica_has_them() -> (
+    None
+):
+    """Pods that still replicate a lost master hold its keys, even if forgotten."""
+    # Machine: 3x2 scaled to 3x0; the six leaving replicas are forgotten but
+    # the StatefulSet has not shrunk yet when demo-0 loses its disk. Its
+    # replicas demo-3 and demo-6 still run with every key, yet the planner
+    # calls the old id "failed, has no replica", gives its slots to demo-0's
+    # empty new node and then shrinks the StatefulSet: the keys are gone.
+    world = World.formed(replicas=2)
+    world.replicas = 0
+    members = set(world.members)
+    for ordinal in range(3, 9):
+        node = world.node(ordinal)
+        world.members.discard(node.node_id)
+        node.knows = members - {node.node_id}
+    old = _lose_disk(world, 0)
+    world.join(0)
+
+    result = plan_world(world)
+
+    for action in result.actions:
+        assert not (
+            isinstance(action, AssignSlots) and action.from_node_id == old.node_id
+        ), _explain(result)
