@@ -282,3 +282,36 @@ def test_lost_master_slots_are_not_written_off_while_a_forgotten_replica_has_the
         assert not (
             isinstance(action, AssignSlots) and action.from_node_id == old.node_id
         ), _explain(result)
+
+
+def test_the_id_a_pod_lost_is_remembered_while_the_pod_is_unreachable() -> None:
+    """previousNodeId survives a pass in which the returned pod does not answer."""
+    # Machine: demo-0 (3x0) comes back from a lost disk with a new id, which
+    # status records as previousNodeId; its process then dies for one pass,
+    # and that pass writes status without previousNodeId. Once demo-0 is
+    # back, nothing links it to the failed id any more: every pass waits
+    # "until its pod comes back" and the lost slots are never taken over.
+    world = World.formed(replicas=0)
+    old = _lose_disk(world, 0)
+    returned = plan_world(world)
+    world.status = returned.status.to_json()
+
+    world.node(0).reachable = False
+    world.pods["demo-0"].ready = False
+    down = plan_world(world)
+    world.status = down.status.to_json()
+
+    previous = {n.pod_name: n.previous_node_id for n in down.status.cluster_nodes}
+    assert previous["demo-0"] == old.node_id, _explain(down)
+
+    world.node(0).reachable = True
+    world.pods["demo-0"].ready = True
+    world.join(0)
+    back = plan_world(world)
+
+    takeovers = [
+        a
+        for a in back.actions
+        if isinstance(a, AssignSlots) and a.from_node_id == old.node_id
+    ]
+    assert takeovers, _explain(back)
