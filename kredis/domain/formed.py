@@ -62,16 +62,11 @@ def plan_formed(ctx: Context) -> Outcome:
 
     # Never act on a picture the nodes do not agree on.
     if topology.agreement is not Agreement.AGREED:
-        state = (
-            ClusterState.HEALING
-            if topology.agreement is Agreement.CONVERGING
-            else ClusterState.DEGRADED
-        )
         return outcome(
             (Wait(reason=topology.problem),),
-            state,
+            ClusterState.DEGRADED,
             f"waiting: {topology.problem}",
-            problem=topology.problem if state is ClusterState.DEGRADED else "",
+            problem=topology.problem,
             migration=jobs.migration,
         )
 

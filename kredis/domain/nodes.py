@@ -163,7 +163,7 @@ class ClusterView:
         ]
         owners = [(node_id, slots) for node_id, slots in owners if slots]
         for _, slots in owners:
-            _checked_slots(slots)
+            checked_slots(slots)
         if len(mine) != 1:
             raise ClusterNodesError(
                 0, f"expected exactly one 'myself' line, found {len(mine)}"
@@ -276,8 +276,11 @@ def _myself(text: str, node_id: str) -> NodeEntry:
 
 
 @functools.lru_cache(maxsize=4096)
-def _checked_slots(text: str) -> tuple[SlotRange, ...]:
-    # Views of one cluster repeat the same slot fields; check each text once.
+def checked_slots(text: str) -> tuple[SlotRange, ...]:
+    """Parse the slot fields of a line (``0-5460 5462``), checked once per text.
+
+    Views of one cluster repeat the same slot fields, so the result is cached.
+    """
     slots, _, _ = _parse_slots(text.split(), 0)
     return slots
 

@@ -15,7 +15,7 @@ from types import MappingProxyType
 
 import attrs
 
-from kredis.domain.nodes import ClusterView, NodeEntry, NodeFlag
+from kredis.domain.nodes import ClusterView, NodeEntry, NodeFlag, checked_slots
 from kredis.domain.slots import SlotRange, format_ranges, ranges_from_slots
 from kredis.domain.snapshot import PodInfo, Snapshot
 from kredis.domain.status import ClusterNodeStatus
@@ -27,7 +27,6 @@ class Agreement(enum.Enum):
     """Whether the picture may be acted on."""
 
     AGREED = "agreed"
-    CONVERGING = "converging"
     SPLIT = "split"
     NO_QUORUM = "no-quorum"
 
@@ -168,6 +167,7 @@ def build_topology(snapshot: Snapshot) -> Topology:
     picture = _picture(reference_view, views, ids, main)
 
     # An unreachable pod is still a member when the cluster knows its id.
+    # (Membership is read before slots are settled: ids, not slots.)
     members = set(main) | {
         p.name for p in pods if not p.reachable and p.recorded_id in picture
     }
@@ -175,9 +175,10 @@ def build_topology(snapshot: Snapshot) -> Topology:
     recorded = {n.pod_name: n for n in status.cluster_nodes}
     pods = tuple(_with_lost_id(p, recorded.get(p.name), picture) for p in pods)
 
+    agreement, problem = _settle_slots(main, views, ids, picture)
     masters = tuple(sorted(i for i, e in picture.items() if e.slots))
-    failed = frozenset(i for i, e in picture.items() if e.is_failed)
-    agreement, problem = _judge(main, views, ids, masters, failed)
+    if agreement is Agreement.AGREED and masters:
+        agreement, problem = _quorum(main, ids, masters)
     outsiders = tuple(
         name for name in views if name not in main and views[name].myself.slots
     )
@@ -329,55 +330,84 @@ def _with_lost_id(
     return pod_node
 
 
-def _judge(
+def _settle_slots(
     main: list[str],
     views: Mapping[str, ClusterView],
     ids: Mapping[str, str],
-    masters: tuple[str, ...],
-    failed: frozenset[str],
+    picture: dict[str, NodeEntry],
 ) -> tuple[Agreement, str]:
-    if not main:
-        return Agreement.AGREED, ""
+    """Decide who owns every slot, in place in ``picture``; say if nodes disagree.
 
-    # A failed master sends no gossip, so a node that met the cluster after
-    # it failed never learns its slots: that gap is not a disagreement.
-    distinct = {
-        tuple(pair for pair in views[name].ownership if pair[0] not in failed)
-        for name in main
-    }
-    if len(distinct) > 1:
-        conflict = _first_conflict(main, views)
-        if conflict:
-            return Agreement.SPLIT, conflict
-        return (
-            Agreement.CONVERGING,
-            "the nodes' views of slot ownership are still converging",
-        )
-    if not masters:
-        return Agreement.AGREED, ""
-    agreeing = {ids[name] for name in main}
-    standing = [m for m in masters if m in agreeing]
-    if 2 * len(standing) <= len(masters):
-        return (
-            Agreement.NO_QUORUM,
-            f"only {len(standing)} of {len(masters)} masters with slots answered "
-            "with the same view; no majority stands behind the picture",
-        )
+    A live member is the authority on its own slots: what it serves by its own
+    account wins over what other views remember. Two live nodes that both
+    serve a slot are a split brain. Slots no live node serves keep the owner
+    the views name (a failed master, say); views that name different owners
+    for such a slot disagree. A view that lacks an owner has no opinion: a
+    dead master sends no gossip, so nodes met later never learn its slots.
+    """
+    live = {ids[name]: name for name in main}
+    owner: dict[int, str] = {}
+    for node_id in sorted(live):
+        mine = views[live[node_id]].myself
+        if not mine.is_master:
+            continue
+        for slot_range in mine.slots:
+            for slot in slot_range.slots():
+                other = owner.setdefault(slot, node_id)
+                if other != node_id:
+                    return Agreement.SPLIT, (
+                        f"views disagree on slot ownership: {live[other]} and "
+                        f"{live[node_id]} both serve slot {slot} by their own account"
+                    )
+
+    # What the views remember about slots that no live node serves.
+    remembered: dict[int, tuple[str, str]] = {}
+    by_ownership: dict[tuple[tuple[str, str], ...], str] = {}
+    for name in main:
+        by_ownership.setdefault(views[name].ownership, name)
+    for ownership, name in by_ownership.items():
+        for node_id, text in ownership:
+            if node_id in live:
+                continue
+            for slot_range in checked_slots(text):
+                for slot in slot_range.slots():
+                    if slot in owner:
+                        continue
+                    seen = remembered.setdefault(slot, (node_id, name))
+                    if seen[0] != node_id:
+                        return Agreement.SPLIT, (
+                            f"views disagree on slot ownership: slot {slot} belongs "
+                            f"to {seen[0]} according to {seen[1]} but to {node_id} "
+                            f"according to {name}"
+                        )
+    owner.update((slot, node_id) for slot, (node_id, _) in remembered.items())
+
+    held: dict[str, list[int]] = {}
+    for slot, node_id in owner.items():
+        held.setdefault(node_id, []).append(slot)
+    for node_id in held.keys() - picture.keys():
+        if node_id in live:
+            mine = views[live[node_id]].myself
+            picture[node_id] = attrs.evolve(mine, flags=mine.flags - {NodeFlag.MYSELF})
+    for node_id, entry in list(picture.items()):
+        slots = ranges_from_slots(held.get(node_id, ()))
+        if slots != entry.slots:
+            picture[node_id] = attrs.evolve(entry, slots=slots)
     return Agreement.AGREED, ""
 
 
-def _first_conflict(main: list[str], views: Mapping[str, ClusterView]) -> str:
-    owners: dict[int, tuple[str, str]] = {}
-    for name in main:
-        for slot, owner in views[name].slot_owners().items():
-            seen = owners.setdefault(slot, (owner, name))
-            if seen[0] != owner:
-                return (
-                    f"views disagree on slot ownership: slot {slot} belongs to "
-                    f"{seen[0]} according to {seen[1]} but to {owner} according "
-                    f"to {name}"
-                )
-    return ""
+def _quorum(
+    main: list[str], ids: Mapping[str, str], masters: tuple[str, ...]
+) -> tuple[Agreement, str]:
+    live = {ids[name] for name in main}
+    standing = [m for m in masters if m in live]
+    if 2 * len(standing) <= len(masters):
+        return (
+            Agreement.NO_QUORUM,
+            f"only {len(standing)} of {len(masters)} masters with slots answered; "
+            "no majority stands behind the picture",
+        )
+    return Agreement.AGREED, ""
 
 
 def _judge_outsiders(
