@@ -159,6 +159,29 @@ def heal_failed_masters(ctx: Context) -> Healing:
             actions.append(_failover_or_wait(ctx, entry, label, replicas))
             continue
 
+        # A replica that was forgotten (it was leaving) still holds every
+        # key: it is met again so that it can be promoted.
+        strays = [
+            p
+            for p in topology.pods
+            if not p.member
+            and p.reachable
+            and p.view is not None
+            and p.view.myself.is_replica
+            and p.view.myself.master_id == master_id
+        ]
+        if strays:
+            actions.extend(
+                MeetNode(
+                    pod=stray.name,
+                    reason=f"master {label} is down with slots {shown}; pod "
+                    f"{stray.name}, forgotten as it was leaving, still replicates "
+                    "it with its keys and rejoins to be promoted",
+                )
+                for stray in strays
+            )
+            continue
+
         # A replica that is down may still hold every key: no write-off.
         keepers = [
             topology.label(r.node_id)

@@ -321,8 +321,12 @@ def _with_lost_id(
     recorded: ClusterNodeStatus | None,
     picture: Mapping[str, NodeEntry],
 ) -> PodNode:
-    if recorded is None or not pod_node.reachable:
+    if recorded is None:
         return pod_node
+    if not pod_node.reachable:
+        # Down for a pass: keep the lost id status remembered for the pod.
+        kept = recorded.previous_node_id
+        return attrs.evolve(pod_node, lost_id=kept if kept in picture else "")
     candidates = [recorded.node_id, recorded.previous_node_id]
     for old_id in candidates:
         if old_id and old_id != pod_node.node_id and old_id in picture:
