@@ -972,8 +972,19 @@ class Simulator:
             ties=tuple(ties),
         )
 
-    def holders(self, slot: int, ownership: Ownership) -> list[SimNode]:
-        """Nodes whose copy of a slot's keys counts: owner, import end, replicas."""
+    def _in_pods(self) -> set[str]:
+        """Ids of the nodes that existing pods run (or will run again)."""
+        return {self.pvcs[o].node_id for o in self.pods if o in self.pvcs}
+
+    def holders(
+        self, slot: int, ownership: Ownership, in_pods: set[str] | None = None
+    ) -> list[SimNode]:
+        """Nodes whose copy of a slot's keys counts: owner, import end, replicas.
+
+        Only nodes of existing pods count: a disk kept for a deleted pod
+        comes back only if someone scales the StatefulSet up again.
+        """
+        in_pods = self._in_pods() if in_pods is None else in_pods
         owner_id = ownership.owner(slot)
         heads: list[SimNode] = []
         if owner_id is not None:
@@ -982,10 +993,12 @@ class Simulator:
             if target is not None and target in self.nodes:
                 heads.append(self.nodes[target])
         heads += [n for n in self.nodes.values() if slot in n.importing]
-        found = [n for n in heads if not n.gone]
-        ids = {n.node_id for n in found}
+        found = [n for n in heads if not n.gone and n.node_id in in_pods]
+        ids = {n.node_id for n in heads}
         for node in self.nodes.values():
-            if not node.gone and not node.master and node.master_id in ids:
+            if node.gone or node.node_id not in in_pods:
+                continue
+            if not node.master and node.master_id in ids:
                 found.append(node)
         return found
 
@@ -998,9 +1011,10 @@ class Simulator:
             for slot in slots & wanted:
                 owner_of[slot] = owner_id
         # Outside open slots the holders are the owner and its replicas.
+        in_pods = self._in_pods()
         families: dict[str, list[SimNode]] = {i: [] for i in ownership.won}
         for node in self.nodes.values():
-            if node.gone:
+            if node.gone or node.node_id not in in_pods:
                 continue
             if node.node_id in families:
                 families[node.node_id].insert(0, node)
@@ -1014,7 +1028,7 @@ class Simulator:
         for slot, keys in self.expected.items():
             owner_id = owner_of.get(slot)
             if owner_id is None or slot in opened:
-                holders = self.holders(slot, ownership)
+                holders = self.holders(slot, ownership, in_pods)
             else:
                 holders = families[owner_id]
                 if holders and keys <= holders[0].keys.get(slot, _EMPTY):
