@@ -315,3 +315,38 @@ def test_the_id_a_pod_lost_is_remembered_while_the_pod_is_unreachable() -> None:
         if isinstance(a, AssignSlots) and a.from_node_id == old.node_id
     ]
     assert takeovers, _explain(back)
+
+
+def test_the_id_a_pod_lost_survives_a_pass_in_which_no_master_answers() -> None:
+    """A pass that sees no cluster at all does not erase previousNodeId."""
+    # Machine: demo-1 (3x0) comes back from a lost disk and status records
+    # its old id; then, for one pass, every other master is down, so the
+    # planner has no picture at all and writes status without
+    # previousNodeId. The masters return, but the failed id is never linked
+    # to demo-1 again and its slots wait for ever.
+    world = World.formed(replicas=0)
+    old = _lose_disk(world, 1)
+    returned = plan_world(world)
+    world.status = returned.status.to_json()
+
+    for ordinal in (0, 2):
+        world.node(ordinal).reachable = False
+        world.pods[f"demo-{ordinal}"].ready = False
+    blind = plan_world(world)
+    world.status = blind.status.to_json()
+
+    previous = {n.pod_name: n.previous_node_id for n in blind.status.cluster_nodes}
+    assert previous["demo-1"] == old.node_id, _explain(blind)
+
+    for ordinal in (0, 2):
+        world.node(ordinal).reachable = True
+        world.pods[f"demo-{ordinal}"].ready = True
+    world.join(1)
+    back = plan_world(world)
+
+    takeovers = [
+        a
+        for a in back.actions
+        if isinstance(a, AssignSlots) and a.from_node_id == old.node_id
+    ]
+    assert takeovers, _explain(back)
