@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from kredis.domain.actions import ActionKind, AssignSlots, Replicate, ResetNode
+from kredis.domain.actions import (
+    ActionKind,
+    AssignSlots,
+    Replicate,
+    ResetNode,
+    ScaleStatefulSet,
+)
 from kredis.domain.slots import count_slots
 from kredis.domain.status import ClusterState
 from tests.support.planning import kinds, of_kind, plan_world
 from tests.support.world import World, node_id_for
 
 
-def _fresh(count: int = 6, **kwargs: object) -> World:
-    world = World(**kwargs)  # type: ignore[arg-type]
+def _fresh(count: int = 6) -> World:
+    world = World()
     for ordinal in range(count):
         world.add_pod(ordinal)
     return world
@@ -67,8 +73,9 @@ def test_missing_stateful_set_is_created_first() -> None:
 
     result = plan_world(world)
 
+    (scale,) = [a for a in result.actions if isinstance(a, ScaleStatefulSet)]
     assert kinds(result)[0] is ActionKind.SCALE_STATEFULSET
-    assert result.actions[0].replicas == 6  # type: ignore[union-attr]
+    assert scale.replicas == 6
 
 
 def test_only_dirty_pods_are_reset_before_creation() -> None:
