@@ -75,6 +75,17 @@ def plan_formed(ctx: Context) -> Outcome:
 
     # Limitation: slots that no node owns are reported, never assigned: the
     # snapshot cannot say whether some node still holds keys in them.
+    if not topology.masters:
+        problem = (
+            "no member of the cluster answers with a view of it; nothing changes "
+            "until one does"
+        )
+        return outcome(
+            (*grow, Wait(reason=problem)),
+            ClusterState.DEGRADED,
+            problem,
+            problem=problem,
+        )
     uncovered = SLOT_COUNT - sum(count_slots(e.slots) for e in topology.nodes.values())
     if uncovered:
         problem = (

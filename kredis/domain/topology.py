@@ -321,14 +321,17 @@ def _with_lost_id(
     recorded: ClusterNodeStatus | None,
     picture: Mapping[str, NodeEntry],
 ) -> PodNode:
+    # A lost id is forgotten only once the cluster, seen, no longer knows
+    # it; a pass that sees no cluster or not the pod keeps what status says.
     if recorded is None:
         return pod_node
-    if not pod_node.reachable:
-        # Down for a pass: keep the lost id status remembered for the pod.
-        kept = recorded.previous_node_id
-        return attrs.evolve(pod_node, lost_id=kept if kept in picture else "")
-    candidates = [recorded.node_id, recorded.previous_node_id]
-    for old_id in candidates:
+    blind = not picture or not pod_node.reachable
+    kept = recorded.previous_node_id
+    if blind:
+        return attrs.evolve(
+            pod_node, lost_id=kept if kept in picture or not picture else ""
+        )
+    for old_id in (recorded.node_id, kept):
         if old_id and old_id != pod_node.node_id and old_id in picture:
             return attrs.evolve(pod_node, lost_id=old_id)
     return pod_node
