@@ -761,10 +761,12 @@ class Simulator:
     def _set_slots_node(
         self, slots: set[int], source: SimNode, target: SimNode
     ) -> None:
-        """CLUSTER SETSLOT NODE on the target, then on the source.
+        """CLUSTER SETSLOT NODE on the target, the source, then other masters.
 
-        With ``replica_migration`` (Redis 7's default) a master that gives
-        away its last slot becomes a replica of the node that took it.
+        As redis-cli does, every other running master is told too, so only
+        replicas learn the move by gossip. With ``replica_migration`` (Redis
+        7's default) a master that gives away its last slot becomes a
+        replica of the node that took it.
         """
         self._ensure_top_epoch(target)
         target.set_claims(target.claims | slots)
@@ -772,6 +774,16 @@ class Simulator:
             target.importing.pop(slot, None)
         if source.node_id in target.owned:
             target.owned[source.node_id] = target.owned[source.node_id] - slots
+        for other in self.nodes.values():
+            if other in (source, target) or not (other.running and other.master):
+                continue
+            if target.node_id not in other.peers:
+                continue
+            for owner_id in list(other.owned):
+                if other.owned[owner_id] & slots:
+                    other.owned[owner_id] = other.owned[owner_id] - slots
+            other.owned[target.node_id] = other.owned[target.node_id] | slots
+            other.peers[target.node_id] = target.as_peer()
         if not source.running:
             return
         had = bool(source.claims)
