@@ -14,6 +14,7 @@ from typing import Any
 from kredis.domain.actions import (
     AssignSlots,
     FinishMigration,
+    MigrateSlots,
     ResetNode,
     action_to_json,
 )
@@ -350,3 +351,28 @@ def test_the_id_a_pod_lost_survives_a_pass_in_which_no_master_answers() -> None:
         if isinstance(a, AssignSlots) and a.from_node_id == old.node_id
     ]
     assert takeovers, _explain(back)
+
+
+def test_no_migration_starts_while_a_member_view_is_stale() -> None:
+    """A rebalance waits until every member's view agrees with the owners."""
+    # Machine: a replica (here demo-4) misses a gossip round after slot 100
+    # was finished on demo-0, so it still credits the slot to demo-2, which
+    # does not claim it. Since stale views no longer block, the next pass
+    # starts a migration to demo-2, which bumps demo-2's config epoch above
+    # demo-0's. demo-4 then sees demo-0 claim slot 100 below the epoch of its
+    # "owner" demo-2 and sends demo-0 an UPDATE carrying its stale view:
+    # demo-0 drops slot 100 and its keys, and demo-2 never claims it.
+    world = World.formed()
+    first, second, third = world.node(0), world.node(1), world.node(2)
+    first.slots = set(range(0, 8000))
+    second.slots = set(range(8000, 12000))
+    third.slots = set(range(12000, 16384))
+    world.record_status()
+    document = world.snapshot()
+    _credit_in_view(document, "demo-4", first.node_id, first.slots - {100})
+    _credit_in_view(document, "demo-4", third.node_id, third.slots | {100})
+
+    result = plan_world(document)
+
+    moves = [a for a in result.actions if isinstance(a, MigrateSlots)]
+    assert not moves, _explain(result)
