@@ -141,6 +141,17 @@ def plan_formed(ctx: Context) -> Outcome:
             f"joining {len(joins)} pods",
         )
 
+    # A change that raises a config epoch while a view is stale can make that
+    # node send an UPDATE built on stale owners, costing a live slot its keys.
+    if topology.stale:
+        reason = (
+            f"the views of {', '.join(topology.stale[:5])} still credit slots to "
+            "other owners; waiting for gossip before moving slots"
+        )
+        return outcome(
+            (*grow, *tidy, Wait(reason=reason)), ClusterState.HEALING, reason
+        )
+
     roles = shape.choose_roles(ctx)
     promotions = shape.promote(ctx, roles)
     if promotions:

@@ -102,6 +102,7 @@ class Topology:
     masters: tuple[str, ...]
     open_slots: tuple[OpenMigration, ...]
     outsiders: tuple[str, ...]
+    stale: tuple[str, ...] = ()
 
     @property
     def formed(self) -> bool:
@@ -193,6 +194,7 @@ def build_topology(snapshot: Snapshot) -> Topology:
         masters=masters,
         open_slots=_open_slots(main, views, picture),
         outsiders=outsiders,
+        stale=_stale_views(main, views, picture),
     )
 
 
@@ -401,6 +403,38 @@ def _settle_slots(
         if slots != entry.slots:
             picture[node_id] = attrs.evolve(entry, slots=slots)
     return Agreement.AGREED, ""
+
+
+def _stale_views(
+    main: list[str],
+    views: Mapping[str, ClusterView],
+    picture: Mapping[str, NodeEntry],
+) -> tuple[str, ...]:
+    """Member views whose slot owners differ from the settled picture.
+
+    Gaps about failed masters do not count (they are never filled by
+    gossip). A stale view is harmless to healing, but a change that raises a
+    config epoch could make its node send an UPDATE built on stale owners.
+    """
+    failed = {node_id for node_id, entry in picture.items() if entry.is_failed}
+    settled = tuple(
+        sorted(
+            (node_id, " ".join(str(r) for r in entry.slots))
+            for node_id, entry in picture.items()
+            if entry.slots and node_id not in failed
+        )
+    )
+    verdict: dict[tuple[tuple[str, str], ...], bool] = {}
+    stale = []
+    for name in main:
+        ownership = views[name].ownership
+        if ownership not in verdict:
+            verdict[ownership] = (
+                tuple(pair for pair in ownership if pair[0] not in failed) != settled
+            )
+        if verdict[ownership]:
+            stale.append(name)
+    return tuple(stale)
 
 
 def _quorum(
