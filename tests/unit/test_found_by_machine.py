@@ -376,3 +376,22 @@ def test_no_migration_starts_while_a_member_view_is_stale() -> None:
 
     moves = [a for a in result.actions if isinstance(a, MigrateSlots)]
     assert not moves, _explain(result)
+
+
+def test_slot_open_on_a_source_lost_for_good_does_not_wedge_healing() -> None:
+    """An open slot whose owner's disk is gone is finished where its keys are."""
+    # Machine: a Job moving slots from demo-0 to demo-1 dies with slot 100
+    # open, then demo-0 (3x0, no replica) loses its disk. demo-0 now runs a
+    # new id, so the old one will never answer again, yet every pass waits
+    # "until it is back or failed over": the keys already on demo-1 stay
+    # unreachable and demo-0's lost slots are never taken over.
+    world = World.formed(replicas=0)
+    source, target = world.node(0), world.node(1)
+    source.migrating[100] = target.node_id
+    target.importing[100] = source.node_id
+    _lose_disk(world, 0)
+    world.join(0)
+
+    result = plan_world(world)
+
+    assert result.mutating, _explain(result)
