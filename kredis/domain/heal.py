@@ -49,7 +49,8 @@ def finish_open_slots(ctx: Context) -> Healing:
     for source, target, ranges in group_open_slots(topology.open_slots):
         shown = format_ranges(ranges)
         label = topology.label
-        if not _answers(ctx, source):
+        lost_source = not _answers(ctx, source) and _gone_for_good(ctx, source)
+        if not _answers(ctx, source) and not lost_source:
             stuck.append(
                 f"slots {shown} are open on {label(source)}, which does not "
                 "answer; its keys cannot move until it is back or failed over"
@@ -62,7 +63,14 @@ def finish_open_slots(ctx: Context) -> Healing:
                 "waiting for it to come back"
             )
             continue
-        if heir == source:
+        if lost_source and heir != source:
+            reason = (
+                f"slots {shown} were left open from {label(source)}, which is gone "
+                f"for good with no replica; the keys that had moved are on "
+                f"{label(heir)}, which takes the slots (keys left on "
+                f"{label(source)} are lost with it)"
+            )
+        elif heir == source:
             reason = (
                 f"slots {shown} were left open toward {label(target)}, which is "
                 f"gone for good ({why}); they are closed on their owner "
@@ -90,6 +98,18 @@ def finish_open_slots(ctx: Context) -> Healing:
         actions.append(Wait(reason=f"cannot finish open slots: {message}"))
         return Healing(tuple(actions), blocking=True, degraded=message)
     return Healing(tuple(actions), blocking=bool(actions))
+
+
+def _gone_for_good(ctx: Context, node_id: str) -> bool:
+    # Failed, no pod holds the id and no replica may still hold its keys.
+    topology = ctx.topology
+    entry = topology.nodes.get(node_id)
+    if entry is None or not entry.is_failed or topology.pod_of(node_id) is not None:
+        return False
+    return not any(
+        topology.pod_of(replica.node_id) is not None
+        for replica in topology.replicas_of(node_id)
+    )
 
 
 def _answers(ctx: Context, node_id: str) -> bool:
