@@ -437,6 +437,12 @@ class Simulator:
         slots) and teaches the ids the peer knows, but never their slots:
         the gossip section carries no slots, so a node that joins while a
         master is down never learns that master's slots.
+
+        Each node hears older news first (peers by ascending config epoch).
+        In the other order a node that missed an ownership change can tag a
+        stale slot binding with a newer epoch and send an UPDATE that strips
+        the slot from its real owner: a real Redis race, but one kredis
+        cannot prevent when the stale view sits on a node it cannot observe.
         """
         live = sorted(
             (n for n in self.nodes.values() if n.running), key=lambda n: n.node_id
@@ -444,7 +450,11 @@ class Simulator:
         for viewer in live:
             if viewer.node_id in self.lagging:
                 continue
-            for peer_id in sorted(viewer.peers):
+            order = sorted(
+                viewer.peers,
+                key=lambda i: (self.nodes[i].epoch if i in self.nodes else 0, i),
+            )
+            for peer_id in order:
                 peer = self.nodes.get(peer_id)
                 if peer is None or not peer.running or peer_id not in viewer.peers:
                     continue
