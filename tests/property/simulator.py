@@ -843,12 +843,13 @@ class Simulator:
             + (f" at {pod.ip}" if new_ip else "")
         )
 
-    def lose_disk(self, ordinal: int) -> None:
-        """The pod comes back on an empty disk: a new node id, no keys, no peers.
+    def lose_disk(self, ordinal: int, *, junk: int = 0) -> None:
+        """The pod comes back on a new disk: a new node id, no cluster, no peers.
 
-        Keys whose every copy was on that disk are lost through no fault of
-        the planner: they leave ``expected`` and are listed in
-        ``allowed_losses``.
+        With ``junk`` the new disk holds that many keys of someone else's
+        data (never expected). Keys whose every copy was on the old disk are
+        lost through no fault of the planner: they leave ``expected`` and are
+        listed in ``allowed_losses``.
         """
         old = self.node_of(ordinal)
         assert old is not None
@@ -857,6 +858,9 @@ class Simulator:
         pod = self.pods[ordinal]
         pod.ip = self._new_ip(ordinal)
         node = self._new_node(ordinal, pod.ip)
+        for index in range(junk):
+            slot = (index * 613) % SLOT_COUNT
+            node.keys[slot] = node.keys.get(slot, _EMPTY) | {f"junk{index}"}
         self.pvcs[ordinal] = node
         self._start(node, pod.ip)
         self.log.append(

@@ -54,6 +54,8 @@ class ClusterMachine(RuleBasedStateMachine):
         super().__init__()
         self.sim = Simulator.converged(3, 1)
         self.started = False
+        # Slot coverage is checked once the cluster has served every slot.
+        self.formed = False
         self.unstable: list[str] = []
         self.silent: list[str] = []
 
@@ -114,6 +116,7 @@ class ClusterMachine(RuleBasedStateMachine):
         auto_failover_ticks=st.sampled_from([3, 2, 5]),
         slots_per_tick=st.sampled_from([2000, 1000, 8000]),
         key_stride=st.sampled_from([7, 3]),
+        fresh=st.sampled_from([False, False, False, True]),
     )
     def start(
         self,
@@ -121,18 +124,23 @@ class ClusterMachine(RuleBasedStateMachine):
         auto_failover_ticks: int,
         slots_per_tick: int,
         key_stride: int,
+        fresh: bool,
     ) -> None:
-        """A converged cluster with keys in many slots; the first pass is idle."""
+        """A converged cluster with keys (first pass idle), or nothing yet."""
         masters, replicas = shape
-        self.sim = Simulator.converged(
-            masters,
-            replicas,
-            key_stride=key_stride,
-            auto_failover_ticks=auto_failover_ticks,
-            slots_per_tick=slots_per_tick,
-        )
-        first = self._reconcile()
-        assert not first.mutating, first.to_json()["actions"]
+        options = {
+            "auto_failover_ticks": auto_failover_ticks,
+            "slots_per_tick": slots_per_tick,
+        }
+        if fresh:
+            # Creation itself meets the events; keys come from clients.
+            self.sim = Simulator.empty(masters, replicas, **options)
+        else:
+            self.sim = Simulator.converged(
+                masters, replicas, key_stride=key_stride, **options
+            )
+            first = self._reconcile()
+            assert not first.mutating, first.to_json()["actions"]
         self.started = True
 
     # -- operator --------------------------------------------------------
@@ -177,18 +185,18 @@ class ClusterMachine(RuleBasedStateMachine):
         self.sim.restart(ordinal, new_ip=True)
 
     @precondition(lambda self: bool(self._pods("replica")))
-    @rule(pick=st.integers(0, 15))
-    def lose_replica_disk(self, pick: int) -> None:
-        """A replica's pod comes back on an empty disk with a new node id."""
+    @rule(pick=st.integers(0, 15), junk=st.sampled_from([0, 0, 5]))
+    def lose_replica_disk(self, pick: int, junk: int) -> None:
+        """A replica's pod comes back on a new disk (empty or with junk keys)."""
         replicas = self._pods("replica")
-        self.sim.lose_disk(replicas[pick % len(replicas)])
+        self.sim.lose_disk(replicas[pick % len(replicas)], junk=junk)
 
     @precondition(lambda self: bool(self._pods("master")))
-    @rule(pick=st.integers(0, 15))
-    def lose_master_disk(self, pick: int) -> None:
-        """A master's pod comes back on an empty disk with a new node id."""
+    @rule(pick=st.integers(0, 15), junk=st.sampled_from([0, 0, 5]))
+    def lose_master_disk(self, pick: int, junk: int) -> None:
+        """A master's pod comes back on a new disk (empty or with junk keys)."""
         masters = self._pods("master")
-        self.sim.lose_disk(masters[pick % len(masters)])
+        self.sim.lose_disk(masters[pick % len(masters)], junk=junk)
 
     @rule(masters=st.integers(1, 5), replicas=st.integers(0, 2))
     def change_spec(self, masters: int, replicas: int) -> None:
@@ -223,8 +231,10 @@ class ClusterMachine(RuleBasedStateMachine):
         if not self.started:
             return
         ownership = self.sim.ownership()
+        if not ownership.uncovered:
+            self.formed = True
         problems = list(ownership.ties) + self._violations(DOUBLE_OWNER)
-        unowned = ownership.uncovered - self.sim.orphaned
+        unowned = ownership.uncovered - self.sim.orphaned if self.formed else set()
         if unowned:
             problems.append(f"{len(unowned)} slots have no owner, from {min(unowned)}")
         if problems:
