@@ -19,7 +19,7 @@ from kredis.domain.actions import (
     action_to_json,
 )
 from kredis.domain.planner import Plan
-from kredis.domain.slots import ranges_from_slots
+from kredis.domain.slots import ranges_from_slots, slots_of
 from kredis.domain.status import ClusterState
 from tests.support.planning import plan_world
 from tests.support.world import T0_MS, Node, World, node_id_for
@@ -395,3 +395,49 @@ def test_slot_open_on_a_source_lost_for_good_does_not_wedge_healing() -> None:
     result = plan_world(world)
 
     assert result.mutating, _explain(result)
+
+
+def _interrupted_creation_with_a_lost_master() -> tuple[World, Node]:
+    """3x1 created up to its last step (no status yet); demo-2's disk is lost."""
+    world = World.formed(replicas=1, keys=0)
+    world.status = {}
+    old = _lose_disk(world, 2)
+    return world, old
+
+
+def test_a_resumed_creation_never_resets_a_member() -> None:
+    """Pods that joined the interrupted creation are not reset as dirty."""
+    # Machine: creation of a fresh 3x1 is interrupted (the operator crashes
+    # after the slots and the meets), then demo-2 loses its disk. The next
+    # pass resumes creation and resets demo-3, demo-4 and demo-5 as "not a
+    # member and dirty", though the masters holding slots know them and
+    # they know the masters: only because they still list demo-2's old id.
+    world, _ = _interrupted_creation_with_a_lost_master()
+
+    result = plan_world(world)
+
+    member_pods = {f"demo-{o}" for o in (0, 1, 3, 4, 5)}
+    resets = [a.pod for a in result.actions if isinstance(a, ResetNode)]
+    assert not member_pods & set(resets), _explain(result)
+
+
+def test_a_resumed_creation_never_reuses_the_epoch_of_a_lost_master() -> None:
+    """Slots still held by a lost id are taken over, not added at its epoch."""
+    # Machine: same interruption; once demo-2's new node is clean, creation
+    # gives it 10923-16383 by ADDSLOTS with config epoch 3, the epoch the lost
+    # id still holds those slots at. After the meet two nodes claim the
+    # slots at one epoch; the lost one can never take part in Redis' epoch
+    # collision handling, so the views stay split for ever.
+    world, old = _interrupted_creation_with_a_lost_master()
+    for ordinal in (3, 4, 5):
+        world.members.discard(world.node(ordinal).node_id)
+        pod = world.pods[f"demo-{ordinal}"]
+        pod.node = Node(node_id=node_id_for(f"{pod.name}/reset"), ip=pod.ip)
+
+    result = plan_world(world)
+
+    for action in result.actions:
+        if isinstance(action, AssignSlots) and action.pod == "demo-2":
+            overlap = slots_of(action.slots) & old.slots
+            taken_over = action.from_node_id == old.node_id
+            assert taken_over or not overlap, _explain(result)
