@@ -198,6 +198,10 @@ class ClusterMachine(RuleBasedStateMachine):
         masters = self._pods("master")
         self.sim.lose_disk(masters[pick % len(masters)], junk=junk)
 
+    # A creation interrupted and then given another spec is a documented
+    # limitation (docs/limitations.md): spec edits wait until status says
+    # the cluster formed.
+    @precondition(lambda self: self.sim.status.get("clusterFormed") is True)
     @rule(masters=st.integers(1, 5), replicas=st.integers(0, 2))
     def change_spec(self, masters: int, replicas: int) -> None:
         """The user edits spec.masters and spec.replicas."""
