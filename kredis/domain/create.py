@@ -73,8 +73,11 @@ def _clashes(
 def resumes_creation(ctx: Context) -> bool:
     """Whether the observed slots are an interrupted creation of this layout.
 
-    True only when status never recorded a formed cluster, no pod has keys
-    and every pod holding slots holds exactly its planned range.
+    True only when status never recorded a formed cluster, no pod has keys,
+    every pod holding slots holds exactly its planned range and every node
+    holding slots is one of the pods. A slot holder that no pod holds any more
+    (a planned master that lost its disk after it met the others) makes the
+    cluster a formed one, healed like any other: its replicas keep its slots.
     """
     # Limitation: a creation interrupted and then given a different spec no
     # longer matches its layout; its slot holders are reported, not merged.
@@ -83,6 +86,9 @@ def resumes_creation(ctx: Context) -> bool:
     pods = _desired_pods(ctx)
     if pods is None:
         return not ctx.topology.formed and not _any_slots(ctx)
+    current = {p.node_id for p in pods}
+    if any(master_id not in current for master_id in ctx.topology.masters):
+        return False
     layout = plan_layout(ctx, pods)
     planned = {p.name: (r,) for p, r in layout.masters}
     for pod_node in ctx.topology.pods:
