@@ -155,8 +155,6 @@ class RedisNode:
             "socket_timeout": settings.command_timeout_s,
             "retry": Retry(NoBackoff(), 0),
             "single_connection_client": True,
-            "lib_name": None,
-            "lib_version": None,
         }
         if settings.credentials is not None:
             options["password"] = settings.credentials.password

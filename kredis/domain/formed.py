@@ -257,6 +257,19 @@ def _settled(ctx: Context, shortfall: str, run: _Pass) -> Outcome:
     ]
     if not_ok:
         waits.append(f"cluster_state is not ok on {', '.join(sorted(not_ok)[:5])}")
+    # Running means every member already knows every other member, so that a
+    # client or redis-cli sees one cluster whichever node it asks.
+    member_ids = {p.node_id for p in topology.members if p.node_id}
+    unaware = [
+        p.name
+        for p in topology.members
+        if p.view is not None and not member_ids - {p.node_id} <= p.view.known_ids
+    ]
+    if unaware:
+        waits.append(
+            "gossip has not yet introduced every member to "
+            f"{', '.join(sorted(unaware)[:5])}"
+        )
     if waits:
         reason = "; ".join(waits)
         recorded = {n.pod_name for n in ctx.snapshot.resource.status.cluster_nodes}

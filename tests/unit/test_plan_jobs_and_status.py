@@ -231,3 +231,19 @@ def test_same_snapshot_gives_the_same_plan() -> None:
     second = json.dumps(plan_world(document).to_json(), sort_keys=True)
 
     assert first == second
+
+
+def test_cluster_is_not_running_until_every_member_knows_every_other() -> None:
+    """A member that gossip has not yet told about another keeps it Healing."""
+    world = World.formed(replicas=1, keys=10)
+    world.record_status()
+    newest = world.node(5).node_id
+    world.node(2).knows = world.members - {newest}
+
+    result = plan_world(world)
+
+    assert result.cluster_state is not ClusterState.RUNNING
+    assert not result.mutating
+    assert "gossip has not yet introduced every member to demo-2" in (
+        result.actions[0].reason
+    )
