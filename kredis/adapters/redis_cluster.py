@@ -15,7 +15,14 @@ from kredis.adapters.redis_actions import (
     ResumeMigration,
 )
 from kredis.adapters.redis_client import Address, ConnectionSettings
+from kredis.adapters.redis_migration import (
+    MigrationProgress,
+    MigrationTuning,
+    Move,
+    migrate,
+)
 from kredis.adapters.redis_observer import observe_nodes
+from kredis.domain.actions import FinishMigration
 
 
 class RedisCluster:
@@ -47,3 +54,27 @@ class RedisCluster:
             resume=self._resume,
             timeouts=self._timeouts,
         )
+
+
+def engine_resume(
+    settings: ConnectionSettings, tuning: MigrationTuning | None = None
+) -> ResumeMigration:
+    """Open-slot repair by the migration engine, which resumes half-moved slots."""
+    chosen = tuning or MigrationTuning()
+
+    def resume(action: FinishMigration, source: Address, target: Address) -> None:
+        move = Move(
+            source=source,
+            target=target,
+            slots=action.slots,
+            source_id=action.source_id,
+            target_id=action.target_id,
+        )
+        migrate([move], settings=settings, tuning=chosen, on_progress=_quiet)
+
+    return resume
+
+
+def _quiet(progress: MigrationProgress) -> None:
+    # Open-slot repair moves a few slots; the Job's progress is not needed.
+    del progress
