@@ -83,7 +83,7 @@ class Reconciler:
         pods = self._platform.pods()
         return {
             "format": SNAPSHOT_FORMAT,
-            "observedAt": self._clock().isoformat().replace("+00:00", "Z"),
+            "observedAt": _rfc3339(self._clock()),
             "kredis": resource,
             "statefulSet": self._platform.stateful_set(),
             "pods": pods,
@@ -115,12 +115,15 @@ class Reconciler:
                 else:
                     self._apply(action, executor)
             except KredisError as err:
-                _log.error(
-                    "action failed action=%s error=%s",
-                    action_to_json(action)["action"],
-                    err,
+                kind = action_to_json(action)["action"]
+                _log.error("action failed action=%s error=%s", kind, err)
+                failure = f"{kind} failed: {err}"
+                self._platform.write_status(
+                    result.status.with_failed_action(
+                        message=failure, at=_rfc3339(self._clock())
+                    ).to_json()
                 )
-                return PassReport(plan=result, applied=tuple(applied), failure=str(err))
+                return PassReport(plan=result, applied=tuple(applied), failure=failure)
             if not isinstance(action, Wait):
                 _log.info(
                     "action applied action=%s target=%s reason=%s",
@@ -208,6 +211,10 @@ def _addresses(
         for pod in pods
         if pod.get("ip") and not pod.get("terminating")
     }
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _target(action: Action) -> str:

@@ -187,6 +187,30 @@ class KredisStatus:
                 return condition
         return None
 
+    def with_failed_action(self, *, message: str, at: str) -> KredisStatus:
+        """This status once an action of its plan failed: Degraded, and why.
+
+        ``at`` is the time of the failure (RFC 3339), used when the Degraded
+        condition changes.
+        """
+        conditions = []
+        for condition in self.conditions:
+            if condition.type is ConditionType.DEGRADED:
+                since = condition.last_transition_time if condition.status else at
+                condition = attrs.evolve(
+                    condition,
+                    status=True,
+                    reason="ActionFailed",
+                    message=message,
+                    last_transition_time=since,
+                )
+            conditions.append(condition)
+        return attrs.evolve(
+            self,
+            conditions=tuple(conditions),
+            last_cluster_operation=message,
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The wire form written to the status subresource."""
         return {

@@ -247,3 +247,22 @@ def test_cluster_is_not_running_until_every_member_knows_every_other() -> None:
     assert "gossip has not yet introduced every member to demo-2" in (
         result.actions[0].reason
     )
+
+
+def test_failed_action_marks_the_planned_status_degraded_with_the_error() -> None:
+    """with_failed_action sets Degraded (ActionFailed) and says what failed."""
+    world = World.formed(replicas=1, keys=10)
+    world.record_status()
+    status = plan_world(world).status
+
+    failed = status.with_failed_action(
+        message="failover failed: demo-3 did not become master",
+        at="2026-12-03T12:05:00Z",
+    )
+
+    degraded = failed.condition(ConditionType.DEGRADED)
+    assert degraded is not None
+    assert (degraded.status, degraded.reason) == (True, "ActionFailed")
+    assert degraded.last_transition_time == "2026-12-03T12:05:00Z"
+    assert failed.last_cluster_operation.startswith("failover failed")
+    assert failed.cluster_nodes == status.cluster_nodes
