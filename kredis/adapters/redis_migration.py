@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 
@@ -45,6 +45,13 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 _MIB = 1024 * 1024
+# The refusal of SETSLOT by a node that is (now) a replica.
+_DEMOTED = "SETSLOT only with masters"
+# MEMORY USAGE of every key given, -1 for a key that is gone.
+_SIZES_SCRIPT = (
+    "local sizes = {} for i, key in ipairs(KEYS) do "
+    "sizes[i] = redis.call('MEMORY', 'USAGE', key) or -1 end return sizes"
+)
 
 
 class MoveError(KredisError):
@@ -284,11 +291,14 @@ def _check(move: Move, settings: ConnectionSettings) -> _Job:
         target_owners = target_view.slot_owners()
 
         # A slot the target already owns is done once the source is empty.
+        # A source that turned replica holds copies of its master's keys, none
+        # of its own.
         on_target = [slot for slot in wanted if target_owners.get(slot) == target_id]
+        counted = [] if source_view.myself.is_replica else on_target
         counts = source.pipeline(
-            [("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in on_target]
+            [("CLUSTER", "COUNTKEYSINSLOT", slot) for slot in counted]
         )
-        for slot, count in zip(on_target, counts, strict=True):
+        for slot, count in zip(counted, counts, strict=True):
             if isinstance(count, RedisReplyError):
                 raise count
             if count != 0:
@@ -344,15 +354,13 @@ def _check_peers(
     source_id: str,
     target_id: str,
 ) -> None:
-    for view, node, peer_id, role in (
-        (source_view, move.source, source_id, "source"),
-        (target_view, move.target, target_id, "target"),
-    ):
-        if not view.myself.is_master:
-            raise MigrationError(
-                f"the {role} {node} ({peer_id}) is not a master; refused before "
-                "any change"
-            )
+    # A source that is a replica owns no slot: the ownership check names it.
+    # (A drained master becomes one after a finished run.)
+    if not target_view.myself.is_master:
+        raise MigrationError(
+            f"the target {move.target} ({target_id}) is not a master; refused "
+            "before any change"
+        )
     if target_id not in source_view.known_ids:
         raise MigrationError(
             f"the source {move.source} does not know the target {target_id}; "
@@ -643,14 +651,34 @@ class _Mover:
         self._send(large, timeout_ms=self.tuning.large_migrate_timeout_ms)
 
     def _sizes(self, keys_by_slot: dict[int, list[bytes]]) -> dict[bytes, int]:
-        keys = [key for slot_keys in keys_by_slot.values() for key in slot_keys]
-        replies = self.source.pipeline([("MEMORY", "USAGE", key) for key in keys])
+        # One script per slot reads the MEMORY USAGE of all its keys: far
+        # cheaper for the client than one command per key.
+        slots = [slot for slot, keys in keys_by_slot.items() if keys]
+        replies = self.source.pipeline(
+            [
+                ("EVAL", _SIZES_SCRIPT, len(keys_by_slot[slot]), *keys_by_slot[slot])
+                for slot in slots
+            ]
+        )
+        sizes: dict[bytes, int] = {}
+        one_by_one: list[bytes] = []
+        for slot, reply in zip(slots, replies, strict=True):
+            if isinstance(reply, RedisReplyError):
+                # TRYAGAIN (a key vanished from a migrating slot) or scripts
+                # not allowed for this user: ask key by key.
+                one_by_one.extend(keys_by_slot[slot])
+                continue
+            for key, size in zip(keys_by_slot[slot], reply, strict=True):
+                if size >= 0:
+                    sizes[key] = int(size)
+        replies = self.source.pipeline([("MEMORY", "USAGE", k) for k in one_by_one])
         # A key that vanished meanwhile (expired, deleted) answers nil.
-        return {
-            key: int(size)
-            for key, size in zip(keys, replies, strict=True)
+        sizes.update(
+            (key, size)
+            for key, size in zip(one_by_one, replies, strict=True)
             if isinstance(size, int)
-        }
+        )
+        return sizes
 
     def _by_bytes(
         self, keys: list[bytes], sizes: dict[bytes, int]
@@ -718,11 +746,19 @@ class _Mover:
             ("CLUSTER", "SETSLOT", slot, "NODE", self.job.target_id) for slot in slots
         ]
         self._expect_ok(self.target, commands, slots)
-        self._expect_ok(self.source, commands, slots)
+        refused = self._refusals(self.source, commands, slots)
+        if refused and self._source_demoted(refused):
+            logger.info(
+                "source became a replica after its last slot source=%s target=%s",
+                self.move.source,
+                self.move.target,
+            )
+        elif refused:
+            self._stop(self.source, commands, refused[0])
         for other in self.others:
             # Gossip carries the new owner to a master we cannot tell.
             try:
-                replies = other.pipeline(commands)
+                declined = self._refusals(other, commands, slots)
             except RedisNodeError as err:
                 logger.warning(
                     "slot owner update failed master=%s problem=%s",
@@ -730,14 +766,24 @@ class _Mover:
                     err.problem,
                 )
                 continue
-            refused = [r for r in replies if isinstance(r, RedisReplyError)]
-            if refused:
+            if declined:
                 logger.warning(
                     "slot owner update refused master=%s slots=%d problem=%s",
                     other.address,
-                    len(refused),
-                    refused[0].problem,
+                    len(declined),
+                    declined[0][1].problem,
                 )
+
+    def _source_demoted(self, refused: Sequence[tuple[int, RedisReplyError]]) -> bool:
+        # A master that loses its last slot turns itself into a replica of
+        # the new owner (cluster-allow-replica-migration) as soon as gossip
+        # from the target reaches it, and then refuses SETSLOT. The target
+        # owns those slots and the source held no key of them: nothing is
+        # left to do there. redis-cli accepts the same refusal.
+        if not all(_DEMOTED in reply.problem for _, reply in refused):
+            return False
+        view = ClusterView.parse(self.source.text("CLUSTER", "NODES"))
+        return view.myself.is_replica and not view.myself.slots
 
     def _expect_ok(
         self,
@@ -745,13 +791,34 @@ class _Mover:
         commands: Sequence[tuple[Arg, ...]],
         slots: Sequence[int],
     ) -> None:
-        for slot, reply in zip(slots, node.pipeline(commands), strict=True):
-            if isinstance(reply, RedisReplyError):
-                raise MigrationError(
-                    f"slot {slot}: {node.address} refused {reply.command} "
-                    f"{_setslot_word(commands[0])}: {reply.problem}; moving "
-                    f"{self.move} stopped with the slot left as it is"
-                )
+        refused = self._refusals(node, commands, slots)
+        if refused:
+            self._stop(node, commands, refused[0])
+
+    def _refusals(
+        self,
+        node: RedisNode,
+        commands: Sequence[tuple[Arg, ...]],
+        slots: Sequence[int],
+    ) -> list[tuple[int, RedisReplyError]]:
+        return [
+            (slot, reply)
+            for slot, reply in zip(slots, node.pipeline(commands), strict=True)
+            if isinstance(reply, RedisReplyError)
+        ]
+
+    def _stop(
+        self,
+        node: RedisNode,
+        commands: Sequence[tuple[Arg, ...]],
+        refusal: tuple[int, RedisReplyError],
+    ) -> NoReturn:
+        slot, reply = refusal
+        raise MigrationError(
+            f"slot {slot}: {node.address} refused {reply.command} "
+            f"{_setslot_word(commands[0])}: {reply.problem}; moving "
+            f"{self.move} stopped with the slot left as it is"
+        )
 
 
 def _setslot_word(command: Sequence[Arg]) -> str:

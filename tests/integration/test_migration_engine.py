@@ -341,6 +341,34 @@ def test_second_run_counts_moved_slots_as_already_moved(cluster: Cluster) -> Non
     assert report.keys_moved == 0
 
 
+def test_draining_a_master_of_its_last_slot_finishes_as_it_turns_replica(
+    cluster: Cluster,
+) -> None:
+    """A master that gives away its last slot becomes a replica; no key is lost."""
+    source = cluster.masters[0]
+    slots = first_slots(source, 40)
+    migrate(
+        [move_of(source, cluster.spare, slots)],
+        settings=ConnectionSettings(),
+        tuning=SMALL,
+        on_progress=ignore,
+    )
+    back = move_of(cluster.spare, source, slots)
+
+    report = migrate(
+        [back], settings=ConnectionSettings(), tuning=SMALL, on_progress=ignore
+    )
+    again = migrate(
+        [back], settings=ConnectionSettings(), tuning=SMALL, on_progress=ignore
+    )
+
+    assert report.keys_moved == len(keys_in(slots)) > 0
+    assert (again.slots_moved, again.slots_already_moved) == (0, 40)
+    assert view(cluster.spare).myself.is_replica
+    assert read_keys(cluster) == {f"key:{n}": str(n) for n in range(KEYS)}
+    assert sum(dbsize(master) for master in cluster.masters) == KEYS
+
+
 def test_half_moved_slot_is_finished_when_started_again(cluster: Cluster) -> None:
     """A slot left open with some keys already moved is finished by a new run."""
     source, target = cluster.masters[2], cluster.spare
