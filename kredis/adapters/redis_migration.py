@@ -470,9 +470,10 @@ def migrate(
         already,
     )
 
-    by_source: dict[Address, list[_Job]] = {}
+    # Grouped by node id: two spellings of one address are one source.
+    by_source: dict[str, list[_Job]] = {}
     for job in jobs:
-        by_source.setdefault(job.move.source, []).append(job)
+        by_source.setdefault(job.source_id, []).append(job)
     groups = list(by_source.values())
     if tuning.parallel_sources and len(groups) > 1:
         with ThreadPoolExecutor(
@@ -482,7 +483,12 @@ def migrate(
                 pool.submit(_run_source, group, settings, tuning, tracker)
                 for group in groups
             ]
-            errors = [f.exception() for f in futures]
+            try:
+                errors = [f.exception() for f in futures]
+            except BaseException:
+                # Interrupted: the threads stop after their current batch.
+                tracker.stop.set()
+                raise
         failed = [error for error in errors if error is not None]
         if failed:
             raise failed[0]
@@ -653,6 +659,9 @@ class _Mover:
     def _sizes(self, keys_by_slot: dict[int, list[bytes]]) -> dict[bytes, int]:
         # One script per slot reads the MEMORY USAGE of all its keys: far
         # cheaper for the client than one command per key.
+        # Limitation: MEMORY USAGE samples a few elements of a collection, so
+        # the size of a large hash, list, set or sorted set is an estimate; a
+        # key just under the threshold may still need the longer timeout.
         slots = [slot for slot, keys in keys_by_slot.items() if keys]
         replies = self.source.pipeline(
             [
@@ -728,6 +737,10 @@ class _Mover:
             raise failure
 
     def _migrate_command(self, keys: list[bytes], timeout_ms: int) -> tuple[Arg, ...]:
+        # Limitation: the source reaches the target at the address the move
+        # gives, the one kredis reaches it at. Where nodes see each other at
+        # other addresses (NAT, port forwarding), MIGRATE fails and the slot
+        # is left open.
         target = self.move.target
         args: list[Arg] = ["MIGRATE", target.host, target.port, "", 0, timeout_ms]
         credentials = self.source.settings.credentials

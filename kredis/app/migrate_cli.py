@@ -59,7 +59,8 @@ def migrate_command(
         typer.Option(
             "--move",
             help="'SOURCE TARGET SLOTS', e.g. 'ID@10.0.0.1:6379 10.0.0.2:6379 "
-            "0-1364,2000'; SOURCE and TARGET are [nodeid@]host:port. Repeatable.",
+            "0-1364,2000'; SOURCE and TARGET are host:port, optionally "
+            "prefixed by nodeid@. Repeatable.",
         ),
     ],
     password_file: Annotated[
@@ -147,6 +148,11 @@ def _with_bar(
 ) -> MigrationReport:
     total = sum(count_slots(move.slots) for move in moves)
     shown = 0
+    # The bar and the closing summary say what the engine's info lines say;
+    # those lines would break the bar.
+    engine = logging.getLogger(migrate.__module__)
+    level = engine.level
+    engine.setLevel(logging.WARNING)
     with typer.progressbar(
         length=total, label="migrating slots", item_show_func=_describe
     ) as bar:
@@ -157,7 +163,10 @@ def _with_bar(
             bar.update(progress.slots_done - shown)
             shown = progress.slots_done
 
-        return migrate(moves, settings=settings, tuning=tuning, on_progress=show)
+        try:
+            return migrate(moves, settings=settings, tuning=tuning, on_progress=show)
+        finally:
+            engine.setLevel(level)
 
 
 def _describe(progress: MigrationProgress | None) -> str | None:
