@@ -568,6 +568,7 @@ class _Mover:
                     self.move.target,
                     len(self.job.to_assign),
                 )
+                self._confirm_empty(self.job.to_assign)
                 self._assign(self.job.to_assign)
                 self.tracker.advance(
                     source=self.move.source, slots=len(self.job.to_assign)
@@ -618,6 +619,19 @@ class _Mover:
                 self._migrate_keys(keys_by_slot)
             else:
                 pending = self._not_yet_empty(batch)
+
+    def _confirm_empty(self, slots: Sequence[int]) -> None:
+        # Slots the target already owns: the source must still hold no key.
+        counts = _checked(
+            self.source.pipeline([("CLUSTER", "COUNTKEYSINSLOT", s) for s in slots])
+        )
+        for slot, count in zip(slots, counts, strict=True):
+            if count != 0:
+                raise SlotOwnershipError(
+                    f"slot {slot}: the target {self.move.target} owns it, but the "
+                    f"source {self.move.source} holds {count} keys of it again; "
+                    "stopped before telling the source"
+                )
 
     def _not_yet_empty(self, batch: Sequence[int]) -> list[int]:
         # The guard before any SETSLOT NODE: every slot of the batch is empty

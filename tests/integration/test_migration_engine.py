@@ -504,11 +504,15 @@ def test_writes_during_the_migration_are_never_lost(cluster: Cluster) -> None:
             with wrote:
                 wrote.notify_all()
 
+    waits: list[bool] = []
+
     def wait_for_writes(progress: MigrationProgress) -> None:
         # Snapshots come while slots are open, too: let the writer hit them.
         with wrote:
             goal = writes + 25
-            wrote.wait_for(lambda: writes >= goal or bool(failures), timeout=10)
+            waits.append(
+                wrote.wait_for(lambda: writes >= goal or bool(failures), timeout=10)
+            )
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -528,6 +532,8 @@ def test_writes_during_the_migration_are_never_lost(cluster: Cluster) -> None:
         client.close()
 
     assert failures == []
+    assert waits
+    assert all(waits)
     assert report.slots_moved == 360
     final = read_keys(cluster) | read_keys(cluster, NEW_KEYS, prefix="new")
     lost = {key: value for key, value in acknowledged.items() if final[key] != value}
