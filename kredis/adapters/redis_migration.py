@@ -67,7 +67,7 @@ class NodeIdentityError(MigrationError):
 
 
 class SlotOwnershipError(MigrationError):
-    """A slot is not where a move expects it; refused before any change."""
+    """A slot is not where a move expects it, or its keys are where none may be."""
 
 
 class KeyMigrationError(MigrationError):
@@ -107,7 +107,8 @@ class MigrationTuning:
 
     Keys whose MEMORY USAGE exceeds ``large_key_bytes`` move a few at a time
     with the longer timeout; other keys move up to ``key_batch`` per MIGRATE,
-    cut earlier when a MIGRATE would carry more than ``batch_bytes``.
+    cut earlier when a MIGRATE would carry more than ``batch_bytes``. With
+    ``parallel_sources`` each source runs in a thread of its own.
     """
 
     slot_batch: int = 256

@@ -10,6 +10,7 @@ slots left open on an error, nothing touched when a move is refused.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -580,6 +581,43 @@ def test_password_protected_nodes_migrate_with_auth(
     assert read_keys(cluster, settings=settings) == {
         f"key:{n}": str(n) for n in range(KEYS)
     }
+
+
+def test_failed_migrate_with_a_password_never_shows_it(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A MIGRATE error on password-protected nodes names no password anywhere."""
+    source, target = cluster.masters[1], cluster.spare
+    slots = first_slots(source, 10)
+    busy_slot = key_slot(keys_in(slots)[0])
+    open_slot(busy_slot, source, target)
+    settings = ConnectionSettings(credentials=Credentials(password=PASSWORD))
+    for server in cluster.servers:
+        with RedisNode(address(server), ConnectionSettings()) as node:
+            node.call("CONFIG", "SET", "requirepass", PASSWORD)
+    with RedisNode(address(target), settings) as node:
+        node.pipeline([("ASKING",), ("SET", keys_in(slots)[0], "clash")])
+    # The kredis logger may not propagate once a command set up logging.
+    engine = logging.getLogger("kredis.adapters.redis_migration")
+    engine.addHandler(caplog.handler)
+    caplog.set_level(logging.DEBUG, logger=engine.name)
+
+    try:
+        with pytest.raises(KeyMigrationError) as caught:
+            migrate(
+                [move_of(source, target, slots)],
+                settings=settings,
+                tuning=SMALL,
+                on_progress=ignore,
+            )
+    finally:
+        engine.removeHandler(caplog.handler)
+
+    assert "BUSYKEY" in str(caught.value)
+    assert PASSWORD not in str(caught.value)
+    assert PASSWORD not in repr(caught.value.__cause__)
+    assert "migrate failed slot=" in caplog.text
+    assert PASSWORD not in caplog.text
 
 
 # -- the command --------------------------------------------------------------
