@@ -2,8 +2,10 @@
 
 A state directory belongs to one cluster (``cluster.json``) and holds, as JSON
 files written atomically, the StatefulSet's replica count, each pod's loopback
-address and the Kredis status. This module reads and writes those files and
-derives addresses; it starts no process and opens no socket.
+address and the Kredis status; once it is claimed, callers may keep files of
+the same cluster beside them, and a purge deletes those too. This module reads
+and writes those files and derives addresses; it starts no process and opens
+no socket.
 """
 
 from __future__ import annotations
@@ -339,10 +341,14 @@ class StateDir:
         write_json(self.root / STATUS_FILE, status)
 
     def purge(self) -> None:
-        """Delete the directory, unless it holds files kredis did not write."""
+        """Delete the directory with everything in it, once it is a cluster's.
+
+        A directory without ``cluster.json`` is deleted only when it holds
+        nothing but files of a state directory.
+        """
         if not self.root.is_dir():
             return
-        strangers = self._entries()
+        strangers = [] if (self.root / CLUSTER_FILE).is_file() else self._entries()
         if strangers:
             raise StateDirError(
                 f"not purging {self.root}: it holds files kredis did not write "

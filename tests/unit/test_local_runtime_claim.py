@@ -69,6 +69,18 @@ def test_directory_with_other_files_is_not_a_state_dir(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+def test_purge_deletes_a_claimed_dir_with_the_files_kept_beside_ours(
+    tmp_path: Path,
+) -> None:
+    """down --purge deletes a claimed state dir, other files of the cluster too."""
+    runtime = claimed(tmp_path / "state")
+    (tmp_path / "state" / "resource.json").write_text("{}", encoding="utf-8")
+
+    runtime.down(purge=True)
+
+    assert not (tmp_path / "state").exists()
+
+
 def test_missing_redis_server_is_refused_with_an_install_hint(tmp_path: Path) -> None:
     """Scaling without redis-server says how to install it and changes nothing."""
     runtime = claimed(tmp_path / "state")
