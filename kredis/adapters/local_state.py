@@ -75,6 +75,9 @@ def cluster_subnet(*, namespace: str, name: str) -> str:
     ``<a>`` is never 0, so neither 127.0.0.1 nor the 127.0.<k> addresses of
     the integration test harness are ever used.
     """
+    # Limitation: one /24 per cluster, so at most 254 pods; two clusters
+    # whose names hash alike share it, and the port check then refuses the
+    # second one's pods.
     digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
     return f"127.{1 + digest[0] % 254}.{digest[1]}"
 
