@@ -599,26 +599,32 @@ class _Mover:
         )
 
     def _drain(self, batch: Sequence[int]) -> None:
-        # Each round reads how many keys every pending slot still holds and
-        # the next keys to move; a slot leaves the round when its count is 0.
+        # Each round moves the next keys of every pending slot. A slot that
+        # gave fewer keys than asked for is likely empty and leaves the
+        # rounds; the check before SETSLOT NODE sends back any that is not.
         pending = list(batch)
         while pending:
-            commands: list[tuple[Arg, ...]] = []
-            for slot in pending:
-                commands.append(("CLUSTER", "COUNTKEYSINSLOT", slot))
-                commands.append(
-                    ("CLUSTER", "GETKEYSINSLOT", slot, self.tuning.key_batch)
+            replies = _checked(
+                self.source.pipeline(
+                    [
+                        ("CLUSTER", "GETKEYSINSLOT", slot, self.tuning.key_batch)
+                        for slot in pending
+                    ]
                 )
-            replies = _checked(self.source.pipeline(commands))
+            )
             keys_by_slot = {
-                slot: list(replies[2 * index + 1])
-                for index, slot in enumerate(pending)
-                if replies[2 * index] != 0
+                slot: list(keys)
+                for slot, keys in zip(pending, replies, strict=True)
+                if keys
             }
-            pending = list(keys_by_slot)
-            if pending:
+            if keys_by_slot:
                 self._migrate_keys(keys_by_slot)
-            else:
+            pending = [
+                slot
+                for slot, keys in keys_by_slot.items()
+                if len(keys) >= self.tuning.key_batch
+            ]
+            if not pending:
                 pending = self._not_yet_empty(batch)
 
     def _confirm_empty(self, slots: Sequence[int]) -> None:
