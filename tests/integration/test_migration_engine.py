@@ -305,6 +305,33 @@ def test_moved_slots_arrive_with_every_key_and_value(cluster: Cluster) -> None:
     assert seen[-1].keys_moved == expected_keys
 
 
+def test_slots_with_more_keys_than_one_migrate_carries_move_in_rounds(
+    cluster: Cluster,
+) -> None:
+    """Slots holding many times key_batch keys are emptied round by round."""
+    source = cluster.masters[1]
+    slots = first_slots(source, 300)
+    tags = [
+        tag for tag in (f"t{n}" for n in range(500)) if key_slot(tag) in slots.slots()
+    ]
+    crowded = {f"{{{tag}}}:{n}": f"{tag}-{n}" for tag in tags[:3] for n in range(40)}
+    with RedisNode(address(source), ConnectionSettings()) as node:
+        node.pipeline([("SET", key, value) for key, value in crowded.items()])
+
+    report = migrate(
+        [move_of(source, cluster.spare, slots)],
+        settings=ConnectionSettings(),
+        tuning=SMALL,
+        on_progress=ignore,
+    )
+
+    assert report.keys_moved == len(keys_in(slots)) + len(crowded)
+    with RedisNode(address(cluster.spare), ConnectionSettings()) as node:
+        found = node.pipeline([("GET", key) for key in crowded])
+    assert [value.decode() for value in found] == list(crowded.values())
+    assert all(open_markers(server) == "" for server in cluster.servers)
+
+
 def test_keys_above_the_large_key_threshold_move_in_small_batches(
     cluster: Cluster,
 ) -> None:
