@@ -135,6 +135,7 @@ def migrate_command(
                 parsed, settings=settings, tuning=tuning, on_progress=_LogProgress()
             )
     except KredisError as err:
+        logger.error("migration failed problem=%s", " ".join(str(err).split()))
         _fail(str(err), EXIT_FAILED)
     typer.echo(
         f"moved {report.slots_moved} slots and {report.keys_moved} keys in "

@@ -728,3 +728,24 @@ def test_migrate_command_exits_one_with_one_line_on_a_refused_move(
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert ZERO_ID in errors[0]
+
+
+def test_migrate_command_exits_two_when_the_password_file_is_missing(
+    tmp_path: Path,
+) -> None:
+    """An unreadable password file is bad input: exit 2, the file named."""
+    missing = tmp_path / "no-such-password"
+
+    result = CliRunner().invoke(
+        command_app(),
+        [
+            "migrate",
+            "--move",
+            "127.0.0.1:1 127.0.0.1:2 0",
+            "--password-file",
+            str(missing),
+        ],
+    )
+
+    assert result.exit_code == 2
+    assert str(missing) in result.output
