@@ -200,7 +200,7 @@ class RedisNode:
             raise RedisReplyError(
                 address=str(self.address),
                 command=describe(args),
-                problem=truncate(str(err), 200),
+                problem=truncate(_reply_text(err), 200),
             ) from err
         except redis.AuthenticationError as err:
             raise _refused(self.address, describe(args), err) from err
@@ -247,7 +247,7 @@ class RedisNode:
             RedisReplyError(
                 address=str(self.address),
                 command=describe(command),
-                problem=truncate(str(reply), 200),
+                problem=truncate(_reply_text(reply), 200),
             )
             if isinstance(reply, redis.ResponseError)
             else reply
@@ -281,6 +281,16 @@ def _refused(
         problem=f"authentication failed ({truncate(str(err), 80)}); check the "
         f"password file or {PASSWORD_ENV} and {USERNAME_ENV}",
     )
+
+
+def _reply_text(err: redis.ResponseError) -> str:
+    # redis-py strips the code (READONLY, MOVED, CLUSTERDOWN...) from some
+    # replies into ``status_code``; the message keeps the whole reply.
+    text = str(err)
+    code = getattr(err, "status_code", None)
+    if code and not text.startswith(f"{code} "):
+        return f"{code} {text}"
+    return text
 
 
 def decode(reply: Any) -> str:

@@ -135,7 +135,7 @@ def plan_create(ctx: Context) -> Outcome:
         for p in pods
         if p.dirty
         and not (p.own_slots and p.name in planned_slots)
-        and not _in_progress(ctx, p)
+        and not _in_progress(ctx, p, layout)
     ]
     if dirty:
         for pod_node in dirty:
@@ -266,11 +266,16 @@ def _known_by(pod_node: PodNode) -> frozenset[str]:
     return pod_node.view.known_ids
 
 
-def _in_progress(ctx: Context, pod_node: PodNode) -> bool:
-    # A pod that only knows pods of this creation is mid-creation, not dirty.
+def _in_progress(ctx: Context, pod_node: PodNode, layout: Layout) -> bool:
+    # A pod that only knows nodes of this creation is mid-creation, not dirty:
+    # the pods' nodes and whatever the planned masters holding their slots
+    # know (such as the old id of a pod that lost its disk since).
     if pod_node.dbsize > 0 or not ctx.topology.formed:
         return False
     ours = {p.node_id for p in ctx.topology.pods if p.node_id}
+    for master, slot_range in layout.masters:
+        if master.own_slots == (slot_range,):
+            ours |= _known_by(master)
     return _known_by(pod_node) <= ours
 
 

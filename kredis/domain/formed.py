@@ -184,6 +184,20 @@ def plan_formed(ctx: Context) -> Outcome:
     migration = shape.migrate(ctx, roles)
     if migration.actions:
         assert migration.migration is not None
+        # A node whose cluster_state is not ok yet (a master that just
+        # joined waits out Redis' rejoin delay) answers MIGRATE with
+        # CLUSTERDOWN: the Job would fail for nothing.
+        not_ok = _not_serving(ctx)
+        if not_ok:
+            reason = (
+                f"cluster_state is not ok yet on {', '.join(not_ok[:5])}; slots "
+                "move once every member serves"
+            )
+            return outcome(
+                (*grow, *tidy, *replicas, Wait(reason=reason)),
+                _KIND_STATE[migration.migration.kind],
+                reason,
+            )
         return outcome(
             grow + tidy + replicas + migration.actions,
             _KIND_STATE[migration.migration.kind],
@@ -202,6 +216,16 @@ def plan_formed(ctx: Context) -> Outcome:
         return outcome(changes, state, "adjusting replicas and membership")
 
     return _settled(ctx, roles.shortfall, run)
+
+
+def _not_serving(ctx: Context) -> list[str]:
+    # Members that answer but report cluster_state other than ok.
+    members = {p.name for p in ctx.topology.members}
+    return sorted(
+        name
+        for name, observed in ctx.snapshot.redis.items()
+        if observed.info is not None and not observed.info.state_ok and name in members
+    )
 
 
 def _reported_down(entry: NodeEntry | None) -> bool:
@@ -249,12 +273,7 @@ def _settled(ctx: Context, shortfall: str, run: _Pass) -> Outcome:
     ]
     if suspects:
         waits.append(f"nodes reported down: {', '.join(sorted(suspects)[:5])}")
-    members = {p.name for p in topology.members}
-    not_ok = [
-        name
-        for name, observed in ctx.snapshot.redis.items()
-        if observed.info is not None and not observed.info.state_ok and name in members
-    ]
+    not_ok = _not_serving(ctx)
     if not_ok:
         waits.append(f"cluster_state is not ok on {', '.join(sorted(not_ok)[:5])}")
     # Running means every member already knows every other member, so that a
