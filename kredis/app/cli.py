@@ -6,19 +6,22 @@ planning logic of its own.
 
 from __future__ import annotations
 
-import enum
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
+from kredis.app import migrate_cli
+from kredis.app.local import LocalOptions, dry_run, open_local
+from kredis.app.local_cli import DEFAULT_STATE_DIR, local_app
 from kredis.app.logs import LogFormat, setup_logging
-from kredis.app.render import plan_to_text
+from kredis.app.render import Output, plan_to_text
 from kredis.domain.context import DEFAULT_NODE_TIMEOUT_MS, PlannerSettings
 from kredis.domain.errors import KredisError, SnapshotError
 from kredis.domain.planner import plan
-from kredis.domain.snapshot import load_snapshot
+from kredis.domain.snapshot import Snapshot, load_snapshot
 
 app = typer.Typer(
     add_completion=False,
@@ -27,13 +30,6 @@ app = typer.Typer(
 )
 
 EXIT_BAD_INPUT = 2
-
-
-class Output(enum.Enum):
-    """Output formats of the commands that print data."""
-
-    TEXT = "text"
-    JSON = "json"
 
 
 @app.callback()
@@ -47,12 +43,21 @@ def _root(
 
 @app.command("plan")
 def plan_command(
-    snapshot: Path = typer.Option(
-        ...,
+    snapshot: Path | None = typer.Option(
+        None,
         "--snapshot",
         help="A kredis.snapshot/v1 JSON file.",
         exists=False,
         dir_okay=False,
+    ),
+    local: bool = typer.Option(
+        False, "--local", help="Observe the local cluster of --state-dir instead."
+    ),
+    state_dir: Path = typer.Option(
+        DEFAULT_STATE_DIR, "--state-dir", help="The local cluster's state dir."
+    ),
+    password_file: Path | None = typer.Option(
+        None, "--password-file", help="The local nodes' password file.", dir_okay=False
     ),
     output: Output = typer.Option(Output.TEXT, "--output", "-o"),
     node_timeout_ms: int = typer.Option(
@@ -63,6 +68,27 @@ def plan_command(
     ),
 ) -> None:
     """Print the plan for an observed snapshot without applying anything."""
+    if local == (snapshot is not None):
+        _fail("give exactly one of --snapshot FILE and --local")
+    if snapshot is None:
+        try:
+            result = dry_run(
+                open_local(
+                    LocalOptions(state_dir=state_dir, password_file=password_file)
+                )
+            )
+        except KredisError as err:
+            _fail(f"{state_dir}: {err}")
+    else:
+        observed = _read_snapshot(snapshot)
+        result = plan(observed, PlannerSettings(node_timeout_ms=node_timeout_ms))
+    if output is Output.JSON:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(plan_to_text(result))
+
+
+def _read_snapshot(snapshot: Path) -> Snapshot:
     try:
         text = snapshot.read_text(encoding="utf-8")
     except OSError as err:
@@ -75,19 +101,18 @@ def plan_command(
             f"{err.msg}); expected a kredis.snapshot/v1 document"
         )
     try:
-        observed = load_snapshot(data)
+        return load_snapshot(data)
     except SnapshotError as err:
         _fail(f"{snapshot}: invalid snapshot: {err}")
     except KredisError as err:
         _fail(f"{snapshot}: {err}")
-    result = plan(observed, PlannerSettings(node_timeout_ms=node_timeout_ms))
-    if output is Output.JSON:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
-    else:
-        sys.stdout.write(plan_to_text(result))
 
 
-def _fail(message: str) -> typer.Exit:
+app.add_typer(local_app, name="local")
+migrate_cli.register(app)
+
+
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(EXIT_BAD_INPUT)
 

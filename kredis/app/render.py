@@ -5,8 +5,18 @@ Presentation only; the JSON form comes from the domain's ``to_json``.
 
 from __future__ import annotations
 
+import enum
+
 from kredis.domain.actions import action_to_json
 from kredis.domain.planner import Plan
+
+
+class Output(enum.Enum):
+    """Output formats of the commands that print data."""
+
+    TEXT = "text"
+    JSON = "json"
+
 
 _DETAIL_KEYS = (
     "pod",
