@@ -42,17 +42,15 @@ integration: venv redis-server
 test: venv redis-server lint typecheck
 	HYPOTHESIS_PROFILE=ci $(BIN)/pytest tests/unit tests/property tests/integration -q
 
-bench: venv
+bench: venv redis-server
 	$(BIN)/python bench/plan_scale.py
+	$(BIN)/python bench/reshard_vs_redis_cli.py
 
-# Until `kredis local` lands: the dry-run plans for snapshots captured from
-# real redis-server clusters.
+# The main job: a local Redis Cluster of examples/kredis.yaml (3 masters, 1
+# replica each) as redis-server processes managed by kredis.
 run: venv redis-server
-	@for snapshot in tests/data/snapshots/*.json; do \
-	  echo "== $$snapshot"; \
-	  $(BIN)/kredis plan --snapshot "$$snapshot" || exit 1; \
-	  echo; \
-	done
+	$(BIN)/kredis local up -f examples/kredis.yaml
+	@echo "status: $(BIN)/kredis local status    stop: $(BIN)/kredis local down"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

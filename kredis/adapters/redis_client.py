@@ -175,7 +175,11 @@ class RedisNode:
         # Connecting happens at the first command, so that a refused or
         # rejected connection is reported like any other failed command.
         if self._connected is None:
-            self._connected = redis.Redis(**self._options)
+            client = redis.Redis(**self._options)
+            # Raw replies for every command: redis-py's parsers (INFO, ROLE,
+            # CLUSTER ...) reshape what the server said.
+            client.response_callbacks.clear()
+            self._connected = client
         return self._connected
 
     def __enter__(self) -> RedisNode:

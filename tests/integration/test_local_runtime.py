@@ -149,7 +149,7 @@ def test_scale_up_starts_ready_pods_on_distinct_loopback_addresses(
         address = runtime.address_of(str(pod["name"]))
         assert address == Address(str(pod["ip"]), BASE_PORT)
         with node(address) as connection:
-            assert connection.call("PING") is True
+            assert connection.call("PING") == b"PONG"
     assert runtime.stateful_set() == {"replicas": 3, "readyReplicas": 3}
 
 
@@ -310,7 +310,7 @@ def test_password_is_required_and_stays_out_of_argv_files_and_logs(
         with node(address) as anonymous, pytest.raises(RedisAuthenticationError):
             anonymous.call("PING")
         with node(address, password) as authenticated:
-            assert authenticated.call("PING") is True
+            assert authenticated.call("PING") == b"PONG"
         commands = processes_under(runtime.state_dir)
         assert len(commands) == 3
         assert all(password.encode() not in argv for argv in commands.values())

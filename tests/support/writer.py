@@ -10,15 +10,20 @@ Only for tests, and only against loopback addresses.
 
 from __future__ import annotations
 
-import faulthandler
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 
 _BATCH = 200
+# redis-py's cluster client raises RedisClusterException, which is not a
+# RedisError, when its slot map is briefly inconsistent.
+_CLIENT_ERRORS = (redis.RedisError, RedisClusterException)
 
 
 class ClusterWriter:
@@ -39,6 +44,7 @@ class ClusterWriter:
         self._prefix = prefix
         self.acked: list[int] = []
         self.failures = 0
+        self.last_failure = ""
         self._next = 0
         self._running = threading.Event()
         self._idle = threading.Event()
@@ -86,13 +92,18 @@ class ClusterWriter:
         deadline = time.monotonic() + timeout
         while len(self.acked) < goal:
             if time.monotonic() > deadline:
-                # Where the writer thread is stuck, for the report.
-                faulthandler.dump_traceback(all_threads=True)
                 raise AssertionError(
                     f"only {len(self.acked)} of {goal} writes acked in {timeout} s "
-                    f"({self.failures} failed)"
+                    f"({self.failures} failed); the writer is at:\n{self._where()}"
                 )
             time.sleep(0.02)
+
+    def _where(self) -> str:
+        # Where the writer thread is stuck, for the report.
+        frame = sys._current_frames().get(self._thread.ident or 0)
+        if frame is not None:
+            return "".join(traceback.format_stack(frame))
+        return f"stopped by {self._error!r}"
 
     def check(self) -> list[str]:
         """Keys acknowledged but now missing or wrong (empty when all is well)."""
@@ -122,7 +133,7 @@ class ClusterWriter:
                 if client is None:
                     try:
                         client = self.client()
-                    except redis.RedisError:
+                    except _CLIENT_ERRORS:
                         self.failures += 1
                         time.sleep(0.1)
                         continue
@@ -142,7 +153,11 @@ class ClusterWriter:
             self._next += 1
             try:
                 client.set(self._key(n), self._value(n))
-            except redis.RedisError:
+            except Exception as err:
+                # redis-py's cluster client can also fail with AttributeError
+                # while a node leaves its slot map; the write's fate is unknown
+                # either way.
+                self.last_failure = repr(err)
                 # Unknown fate: counted, never checked. A new client
                 # refreshes the slot map after a failover.
                 self.failures += 1
