@@ -17,6 +17,7 @@ from kredis.domain.actions import (
     FinishMigration,
     ForgetNode,
     MeetNode,
+    ResetNode,
     Wait,
 )
 from kredis.domain.context import Context
@@ -236,6 +237,18 @@ def heal_failed_masters(ctx: Context) -> Healing:
                     f"joins before taking over the slots of {master_id}",
                 )
             )
+        elif (dirty := _dirty_returning_pod(ctx, master_id)) is not None:
+            # Its disk is new (a new node id) yet holds keys or peers that are
+            # no part of this cluster: it must be clean before it takes over.
+            actions.append(
+                ResetNode(
+                    pod=dirty.name,
+                    reason=f"pod {dirty.name} came back with a new node id on a disk "
+                    f"that is not a member's ({dirty.dirt}); its previous id "
+                    f"{master_id} is failed with slots {shown} and no replica, so "
+                    f"it is reset before it takes them over",
+                )
+            )
         else:
             message = (
                 f"master {label} is down with slots {shown} and has no replica; "
@@ -347,6 +360,23 @@ def _returning_pod(ctx: Context, master_id: str) -> PodNode | None:
             and pod_node.dbsize == 0
             and not pod_node.own_slots
             and (pod_node.member or not pod_node.knows_others)
+        ):
+            return pod_node
+    return None
+
+
+def _dirty_returning_pod(ctx: Context, master_id: str) -> PodNode | None:
+    # The pod that recorded this id, back with a new id on a dirty disk that
+    # the cluster does not know.
+    for pod_node in ctx.topology.pods:
+        if (
+            pod_node.lost_id == master_id
+            and pod_node.reachable
+            and pod_node.pod.ready
+            and not pod_node.member
+            and not pod_node.own_slots
+            and pod_node.node_id not in ctx.topology.nodes
+            and pod_node.dirty
         ):
             return pod_node
     return None

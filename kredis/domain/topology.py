@@ -324,15 +324,22 @@ def _with_lost_id(
     picture: Mapping[str, NodeEntry],
 ) -> PodNode:
     # A lost id is forgotten only once the cluster, seen, no longer knows
-    # it; a pass that sees no cluster or not the pod keeps what status says.
+    # it; a pass that sees no cluster (no view credits any slot, such as a
+    # lone pod back with an empty disk) or not the pod keeps what status says.
     if recorded is None:
         return pod_node
-    blind = not picture or not pod_node.reachable
+    seen = any(entry.slots for entry in picture.values())
     kept = recorded.previous_node_id
-    if blind:
-        return attrs.evolve(
-            pod_node, lost_id=kept if kept in picture or not picture else ""
-        )
+    if not seen or not pod_node.reachable:
+        olds = (recorded.node_id, kept) if pod_node.reachable else (kept,)
+        for old_id in olds:
+            if (
+                old_id
+                and old_id != pod_node.node_id
+                and (not seen or old_id in picture)
+            ):
+                return attrs.evolve(pod_node, lost_id=old_id)
+        return pod_node
     for old_id in (recorded.node_id, kept):
         if old_id and old_id != pod_node.node_id and old_id in picture:
             return attrs.evolve(pod_node, lost_id=old_id)

@@ -14,6 +14,7 @@ from typing import Any
 from kredis.domain.actions import (
     AssignSlots,
     FinishMigration,
+    MeetNode,
     MigrateSlots,
     ResetNode,
     action_to_json,
@@ -441,3 +442,44 @@ def test_a_resumed_creation_never_reuses_the_epoch_of_a_lost_master() -> None:
             overlap = slots_of(action.slots) & old.slots
             taken_over = action.from_node_id == old.node_id
             assert taken_over or not overlap, _explain(result)
+
+
+def test_lost_id_survives_a_pass_that_sees_only_the_returning_pod() -> None:
+    """With every other pod down, the empty pod's old id stays in status."""
+    # Machine: all three masters of a 3x0 died and demo-0 came back first
+    # with an empty disk. The pass that saw only demo-0 (knowing nobody)
+    # wrote status without its old id, so once the others returned nobody
+    # took over demo-0's slots: "unserved until its pod comes back", forever.
+    world = World.formed(replicas=0, keys=20)
+    world.record_status()
+    old = _lose_disk(world, 0)
+    for ordinal in (1, 2):
+        world.node(ordinal).reachable = False
+    alone = plan_world(world)
+    world.status = alone.status.to_json()
+    for ordinal in (1, 2):
+        world.node(ordinal).reachable = True
+
+    result = plan_world(world)
+
+    assert alone.status.node_of("demo-0").previous_node_id == old.node_id
+    meets = [a for a in result.actions if isinstance(a, MeetNode)]
+    assert [a.pod for a in meets] == ["demo-0"], _explain(result)
+
+
+def test_a_master_back_on_a_dirty_new_disk_is_reset_then_takes_over() -> None:
+    """Junk keys on a lost master's new disk are wiped so it can take over."""
+    # Machine: 3x0, demo-0 died and came back on a new disk holding 5 keys of
+    # someone else's. No taker was clean, so every pass waited "unserved
+    # until its pod comes back" though the pod was back.
+    world = World.formed(replicas=0, keys=20)
+    world.record_status()
+    old = _lose_disk(world, 0)
+    world.node(0).keys = 5
+
+    result = plan_world(world)
+
+    resets = [a.pod for a in result.actions if isinstance(a, ResetNode)]
+    assert resets == ["demo-0"], _explain(result)
+    assert old.node_id in result.actions[0].reason
+    assert result.status.node_of("demo-0").previous_node_id == old.node_id
