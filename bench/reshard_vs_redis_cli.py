@@ -12,6 +12,11 @@ In one run on one machine, with redis-server processes on loopback (127.x):
    ``migrate()`` moves the same number of slots from each master as redis-cli
    did (grow), and drains the fourth master back (shrink).
 
+3. create: six fresh nodes made a 3-master, 1-replica cluster by
+   ``redis-cli --cluster create --cluster-replicas 1``, then wiped and made
+   the same cluster by kredis' operator loop; each timed until every node
+   agrees and every replica is linked.
+
 Each direction prints keys moved, seconds, keys/s and the ratio kredis /
 redis-cli. After every step it checks that no key was lost: the DBSIZE sum
 equals N and a sample of keys read from their owners has the loaded values.
@@ -41,12 +46,15 @@ from kredis.adapters.redis_client import (
     RedisNode,
     RedisNodeError,
 )
+from kredis.adapters.redis_cluster import RedisCluster, engine_resume
 from kredis.adapters.redis_migration import (
     MigrationProgress,
     MigrationTuning,
     Move,
     migrate,
 )
+from kredis.app.reconcile import Reconciler
+from kredis.domain.context import PlannerSettings
 from kredis.domain.nodes import ClusterView
 from kredis.domain.slots import SLOT_COUNT, ranges_from_slots
 
@@ -208,13 +216,125 @@ def create(nodes: Sequence[Server], log: Path) -> float:
     return seconds
 
 
-def time_create_kredis() -> float | None:
-    """Seconds kredis takes to create a 3x1 cluster, when it can.
+@dataclass
+class BenchPlatform:
+    """Pods ``demo-0..5`` played by already started servers; status in memory.
 
-    Placeholder for the lead: kredis' own creation is not wired into this
-    benchmark yet, so nothing is measured and None is returned.
+    The same role as the local runtime's platform, without starting anything,
+    so both tools work on the very same servers.
     """
-    return None
+
+    nodes: Sequence[Server]
+    status: dict[str, Any]
+
+    def resource(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "kredis.io/v1alpha1",
+            "kind": "Kredis",
+            "metadata": {"name": "demo", "namespace": "bench", "generation": 1},
+            "spec": {
+                "masters": 3,
+                "replicas": 1,
+                "basePort": PORT,
+                "image": "redis",
+                "maxMemory": "",
+            },
+            "status": dict(self.status),
+        }
+
+    def pods(self) -> list[dict[str, Any]]:
+        return [
+            {"name": f"demo-{n}", "ip": server.address.host, "ready": True}
+            for n, server in enumerate(self.nodes)
+        ]
+
+    def stateful_set(self) -> dict[str, Any] | None:
+        return {"replicas": len(self.nodes), "readyReplicas": len(self.nodes)}
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return []
+
+    def scale(self, replicas: int) -> None:
+        del replicas
+
+    def start_job(self, *, name: str, args: Sequence[str]) -> None:
+        sys.exit(f"creation started a Job {name}: {args}")
+
+    def delete_job(self, name: str) -> None:
+        del name
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        self.status = status
+
+
+def wipe(nodes: Sequence[Server]) -> None:
+    """Make every server a fresh, empty node that knows nobody."""
+    for server in nodes:
+        with server.node() as node:
+            if server.view().myself.is_replica:
+                node.call("CLUSTER", "RESET", "HARD")
+            node.call("FLUSHALL")
+            node.call("CLUSTER", "RESET", "HARD")
+    wait_until(
+        lambda: all(not s.view().known_ids for s in nodes), what="nodes to be wiped"
+    )
+
+
+def roles_settled(nodes: Sequence[Server]) -> bool:
+    """Three masters, three replicas, every view agreeing, all ok."""
+    if not agreed(nodes):
+        return False
+    replicas = [s for s in nodes if s.view().myself.is_replica]
+    return len(replicas) == 3 and all(
+        b"master_link_status:up" in s.call("INFO", "replication") for s in replicas
+    )
+
+
+def time_create(root: Path, subnet: str) -> tuple[float, float]:
+    """Seconds until a 3x1 cluster has converged: redis-cli, then kredis.
+
+    Both run on the same six servers (wiped in between). redis-cli is timed
+    from its start until every node agrees and every replica is linked;
+    kredis runs the operator loop's passes as ``kredis local up`` does
+    (observe, plan, apply, a 0.3 s pause after a pass that only waited)
+    until the planner says converged, then the same check.
+    """
+    log = root / "create.log"
+    with servers(root / "create", subnet, 6) as nodes:
+        started = time.monotonic()
+        redis_cli(
+            "--cluster",
+            "create",
+            *[str(s.address) for s in nodes],
+            "--cluster-replicas",
+            "1",
+            "--cluster-yes",
+            log=log,
+        )
+        wait_until(lambda: roles_settled(nodes), what="redis-cli's cluster")
+        cli_s = time.monotonic() - started
+
+        wipe(nodes)
+        platform = BenchPlatform(nodes=nodes, status={})
+        reconciler = Reconciler(
+            platform=platform,
+            redis=RedisCluster(SETTINGS, resume=engine_resume(SETTINGS)),
+            settings=PlannerSettings(node_timeout_ms=5000),
+        )
+        started = time.monotonic()
+        while True:
+            report = reconciler.run_pass()
+            if report.converged:
+                break
+            if report.failure:
+                sys.exit(f"kredis creation failed: {report.failure}")
+            if not report.plan.mutating:
+                time.sleep(0.3)
+            if time.monotonic() - started > WAIT_S:
+                sys.exit("kredis creation did not converge")
+        wait_until(lambda: roles_settled(nodes), what="kredis' cluster")
+        kredis_s = time.monotonic() - started
+    return cli_s, kredis_s
 
 
 # -- data ---------------------------------------------------------------------
@@ -452,9 +572,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="kredis-bench-"))
     print(f"keys={args.keys} value_bytes={VALUE_BYTES} cores={os.cpu_count()}")
 
-    cli_grow, cli_shrink, given, cli_create = run_redis_cli(
-        root, f"{args.subnet}", args.keys
-    )
+    cli_grow, cli_shrink, given, _ = run_redis_cli(root, f"{args.subnet}", args.keys)
     kredis_grow, kredis_shrink = run_kredis(root, _other(args.subnet), args.keys, given)
 
     header = ("step", "tool", "slots", "keys", "seconds", "keys/s")
@@ -469,9 +587,11 @@ def main() -> None:
                 f"{step.seconds:>8.2f} {step.rate:>9.0f}"
             )
         print(f"{name:<8} ratio kredis/redis-cli = {ours.rate / cli.rate:.2f}x")
-    kredis_create = time_create_kredis()
-    shown = "not measured yet" if kredis_create is None else f"{kredis_create:.2f} s"
-    print(f"create   redis-cli {cli_create:.2f} s; kredis {shown}")
+    cli_3x1, kredis_3x1 = time_create(root, _other(_other(args.subnet)))
+    print(
+        f"create 3x1 on the same six servers: redis-cli {cli_3x1:.2f} s, kredis "
+        f"{kredis_3x1:.2f} s (ratio redis-cli/kredis = {cli_3x1 / kredis_3x1:.2f}x)"
+    )
     print("no key lost: DBSIZE sums and sampled values checked after every step")
     shutil.rmtree(root, ignore_errors=True)
 
