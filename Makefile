@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv redis-server lint typecheck unit property integration test bench run clean
+.PHONY: venv redis-server e2e-tools k8s-bins lint typecheck unit property integration \
+	test e2e bench run clean
 
 venv: $(STAMP)
 
@@ -21,6 +22,20 @@ redis-server:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server; }
+
+# What the e2e harness needs beside Python: openssl for its certificates and
+# iproute2 for the pods' network namespaces (Debian packages).
+e2e-tools:
+	@command -v openssl >/dev/null 2>&1 && command -v ip >/dev/null 2>&1 || { \
+	  echo "installing openssl and iproute2 with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssl iproute2; }
+
+# kube-apiserver, kube-controller-manager, kube-scheduler and etcd built from
+# the Go module proxy into ~/.cache/kredis/k8s (needs Go; seconds when cached).
+k8s-bins:
+	tools/k8s/build.sh
 
 lint: venv
 	$(BIN)/ruff check kredis tests bench
@@ -41,6 +56,10 @@ integration: venv redis-server
 # Every test tier that needs no Kubernetes.
 test: venv redis-server lint typecheck
 	HYPOTHESIS_PROFILE=ci $(BIN)/pytest tests/unit tests/property tests/integration -q
+
+# The tests against a real Kubernetes control plane (needs Go for k8s-bins).
+e2e: venv redis-server e2e-tools k8s-bins
+	$(BIN)/pytest tests/e2e -q
 
 bench: venv redis-server
 	$(BIN)/python bench/plan_scale.py
