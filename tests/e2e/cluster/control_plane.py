@@ -136,6 +136,8 @@ class ControlPlane:
     binaries: Binaries
     workdir: Path
     components: list[Component] = field(default_factory=list)
+    # Further addresses the serving certificate names (the pods' gateway).
+    extra_addresses: tuple[str, ...] = ()
     token: str = ""
     apiserver_port: int = 0
 
@@ -202,9 +204,11 @@ class ControlPlane:
             str(csr),
         )
         extensions = pki / "san.cnf"
-        extensions.write_text(
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+        names = ",".join(
+            ["IP:127.0.0.1", "DNS:localhost", "DNS:kubernetes.default.svc"]
+            + [f"IP:{address}" for address in self.extra_addresses]
         )
+        extensions.write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth\n")
         _openssl(
             "x509",
             "-req",
