@@ -21,10 +21,11 @@ Leases and Ready conditions, and runs every pod the scheduler binds to them:
 - every PersistentVolumeClaim gets a PersistentVolume (a directory under
   ``--root``) that lives until the claim is deleted.
 
-What it does not do: images (only their entry points are known), cgroups,
-resource requests and limits, mount namespaces (mount paths are rewritten in
-argv, env and workingDir only), startup probes, ephemeral containers, pod
-logs or exec through the API, and Services (nothing routes a Service address).
+Limitation: not a container runtime. It does not do images (only their
+entry points are known), cgroups, resource requests and limits, mount
+namespaces (mount paths are rewritten in argv, env and workingDir only),
+startup probes, ephemeral containers, pod logs or exec through the API, or
+Services (nothing routes a Service address); see README.md here.
 
 Imports nothing of kredis.
 """
