@@ -247,6 +247,41 @@ def test_a_deleted_pod_comes_back_as_a_new_process_with_its_volume(
     assert after.get("survivor") == b"yes"
 
 
+def test_a_claims_volume_goes_when_the_claim_is_deleted(
+    api: kubernetes.client.ApiClient, kubelet: list[str], namespace: str
+) -> None:
+    """The kubelet binds a claim to a volume and removes it with the claim."""
+    del kubelet
+    core = kubernetes.client.CoreV1Api(api)
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": "scratch"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "16Mi"}},
+            },
+        },
+    )
+    bound = wait_for(
+        lambda: (
+            (c := core.read_namespaced_persistent_volume_claim("scratch", namespace))
+            and c.status.phase == "Bound"
+            and c
+        ),
+        what="the claim to be bound",
+    )
+    volume = bound.spec.volume_name
+
+    core.delete_namespaced_persistent_volume_claim("scratch", namespace)
+
+    def volume_gone() -> bool:
+        names = {v.metadata.name for v in core.list_persistent_volume().items}
+        return volume not in names
+
+    assert wait_for(volume_gone, what=f"volume {volume} to go")
+
+
 def _job(name: str, command: list[str]) -> dict[str, Any]:
     return {
         "metadata": {"name": name},
@@ -275,17 +310,25 @@ def _job_condition(batch: Any, namespace: str, name: str) -> str:
 def test_jobs_run_to_complete_or_failed_by_their_exit_code(
     api: kubernetes.client.ApiClient, kubelet: list[str], namespace: str
 ) -> None:
-    """A Job whose command exits 0 completes; one that exits 1 fails."""
+    """A Job exiting 0 completes, one exiting 1 fails; kredis images run kredis."""
     del kubelet
     batch = kubernetes.client.BatchV1Api(api)
     batch.create_namespaced_job(namespace, _job("ok", ["redis-cli", "--version"]))
     batch.create_namespaced_job(namespace, _job("bad", ["sh", "-c", "exit 1"]))
+    kredis_job = _job("kredis", [])
+    container = kredis_job["spec"]["template"]["spec"]["containers"][0]
+    container.update(image="kredis:dev", command=None, args=["plan", "--help"])
+    batch.create_namespaced_job(namespace, kredis_job)
 
     ok = wait_for(lambda: _job_condition(batch, namespace, "ok"), what="Job ok")
     bad = wait_for(lambda: _job_condition(batch, namespace, "bad"), what="Job bad")
+    entry = wait_for(
+        lambda: _job_condition(batch, namespace, "kredis"), what="Job kredis"
+    )
 
     assert ok == "Complete"
     assert bad == "Failed"
+    assert entry == "Complete"
     assert batch.read_namespaced_job("ok", namespace).status.succeeded == 1
 
 
