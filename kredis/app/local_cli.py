@@ -63,6 +63,16 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _checked_manifest(file: Path) -> dict[str, Any]:
+    """The Kredis file's manifest with a valid spec, or a one-line error."""
+    try:
+        manifest = read_kredis_file(file)
+        check_manifest_spec(manifest, source=str(file))
+    except KredisError as err:
+        _fail(str(err))
+    return manifest
+
+
 def _open(state_dir: Path, password_file: Path | None) -> Local:
     try:
         return open_local(
@@ -87,11 +97,7 @@ def _progress(report: PassReport) -> None:
 def _reconcile_to(
     file: Path, state_dir: Path, password_file: Path | None, timeout: float
 ) -> None:
-    try:
-        manifest = read_kredis_file(file)
-        check_manifest_spec(manifest, source=str(file))
-    except KredisError as err:
-        _fail(str(err))
+    manifest = _checked_manifest(file)
     local = _open(state_dir, password_file)
     try:
         generation = adopt(local, manifest)
@@ -157,11 +163,7 @@ def run_command(
     interval: float = typer.Option(1.0, "--interval", help="Seconds between passes."),
 ) -> None:
     """The operator loop in the foreground until Ctrl-C; follows file edits."""
-    try:
-        manifest = read_kredis_file(file)
-        check_manifest_spec(manifest, source=str(file))
-    except KredisError as err:
-        _fail(str(err))
+    manifest = _checked_manifest(file)
     local = _open(state_dir, password_file)
     try:
         adopt(local, manifest)

@@ -255,7 +255,12 @@ class PodWorker(threading.Thread):
                     return
                 try:
                     self._step()
-                except (VolumeNotReadyError, NotRunnableError, NetworkError) as err:
+                except (
+                    VolumeNotReadyError,
+                    NotRunnableError,
+                    NetworkError,
+                    ApiException,
+                ) as err:
                     self.message = str(err)
                     for c in self.main:
                         if c.process is None:
