@@ -198,7 +198,8 @@ class RedisNode:
         """Send one command and return its raw reply (bytes stay bytes)."""
         try:
             if timeout_s is None:
-                return self._client.execute_command(*args)  # type: ignore[no-untyped-call]
+                execute = self._client.execute_command
+                return execute(*args)  # type: ignore[no-untyped-call]
             return self._with_timeout(args, timeout_s)
         except redis.ResponseError as err:
             raise RedisReplyError(

@@ -216,15 +216,13 @@ class PodWorker(threading.Thread):
             Container(c, init=True) for c in pod["spec"].get("initContainers") or []
         ]
         self.main = [Container(c) for c in pod["spec"]["containers"]]
-        for c in self.init + self.main:
-            if not c.init:
-                if c.spec.get("readinessProbe"):
-                    c.readiness = Probe(c.spec["readinessProbe"])
-                if c.spec.get("livenessProbe"):
-                    c.liveness = Probe(c.spec["livenessProbe"])
+        for c in self.main:
+            if c.spec.get("readinessProbe"):
+                c.readiness = Probe(c.spec["readinessProbe"])
+            if c.spec.get("livenessProbe"):
+                c.liveness = Probe(c.spec["livenessProbe"])
         self.conditions: dict[str, tuple[str, str]] = {}
         self.last_status: dict[str, Any] | None = None
-        self.message = ""
         self.finished = False
 
     # -- the loop ------------------------------------------------------------
@@ -261,7 +259,6 @@ class PodWorker(threading.Thread):
                     NetworkError,
                     ApiException,
                 ) as err:
-                    self.message = str(err)
                     for c in self.main:
                         if c.process is None:
                             c.waiting = (_reason(err), str(err))
@@ -280,7 +277,7 @@ class PodWorker(threading.Thread):
             self.sandbox = self.kubelet.network.create()
             log.info("pod sandbox ready pod=%s ip=%s", self.key, self.sandbox.address)
             self._report()
-        if not self.paths.mounts and not self.env_base:
+        if not self.env_base:
             self._prepare()
         for container in self.init:
             if not self._run_to_completion(container):
@@ -336,7 +333,7 @@ class PodWorker(threading.Thread):
             for kind, key in (("configmap", "configMapRef"), ("secret", "secretRef")):
                 if key in source:
                     ref = source[key]
-                    data = self.kubelet.volumes._config_data(
+                    data = self.kubelet.volumes.config_data(
                         kind, namespace, ref["name"], bool(ref.get("optional"))
                     )
                     env.update({prefix + k: v.decode() for k, v in data.items()})
@@ -351,7 +348,7 @@ class PodWorker(threading.Thread):
             elif "secretKeyRef" in source or "configMapKeyRef" in source:
                 kind = "secret" if "secretKeyRef" in source else "configmap"
                 ref = source.get("secretKeyRef") or source.get("configMapKeyRef") or {}
-                data = self.kubelet.volumes._config_data(
+                data = self.kubelet.volumes.config_data(
                     kind, namespace, ref["name"], bool(ref.get("optional"))
                 )
                 if ref["key"] in data:

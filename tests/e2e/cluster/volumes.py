@@ -95,9 +95,10 @@ class Volumes:
         result: dict[str, Any] = json.loads(response.data)
         return result
 
-    def _config_data(
+    def config_data(
         self, kind: str, namespace: str, name: str, optional: bool
     ) -> dict[str, bytes]:
+        """The keys of a ConfigMap or Secret as bytes ({} if optional and gone)."""
         found = self._get(kind, namespace, name)
         if found is None:
             if optional:
@@ -141,7 +142,7 @@ class Volumes:
                 kind = "configmap" if "configMap" in volume else "secret"
                 source = volume.get("configMap") or volume.get("secret") or {}
                 source_name = source.get("name") or source.get("secretName", "")
-                data = self._config_data(
+                data = self.config_data(
                     kind, namespace, source_name, bool(source.get("optional"))
                 )
                 _write_items(local, data, source.get("items"))
@@ -180,7 +181,7 @@ class Volumes:
             elif "configMap" in source or "secret" in source:
                 kind = "configmap" if "configMap" in source else "secret"
                 inner = source.get("configMap") or source.get("secret") or {}
-                data = self._config_data(
+                data = self.config_data(
                     kind, namespace, inner["name"], bool(inner.get("optional"))
                 )
                 _write_items(directory, data, inner.get("items"))
