@@ -273,6 +273,19 @@ def _settled(ctx: Context, shortfall: str, run: _Pass) -> Outcome:
     ]
     if suspects:
         waits.append(f"nodes reported down: {', '.join(sorted(suspects)[:5])}")
+    # A node no pod holds (the id of a pod that came back on a new disk at a
+    # new address) is forgotten once the cluster reports it down; until then
+    # the cluster still counts it, so it is not yet the spec's shape.
+    unheld = [
+        i
+        for i, e in topology.nodes.items()
+        if topology.pod_of(i) is None and not (e.is_failed or e.is_suspected)
+    ]
+    if unheld:
+        waits.append(
+            f"nodes no pod holds are still known: {', '.join(sorted(unheld)[:5])}; "
+            "each is forgotten once the cluster reports it down"
+        )
     not_ok = _not_serving(ctx)
     if not_ok:
         waits.append(f"cluster_state is not ok on {', '.join(sorted(not_ok)[:5])}")

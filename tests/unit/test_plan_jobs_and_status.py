@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kredis.domain.actions import ActionKind, DeleteJob, MigrateSlots
+from kredis.domain.actions import ActionKind, DeleteJob, ForgetNode, MigrateSlots
 from kredis.domain.context import migration_job_name
 from kredis.domain.slots import SlotRange
 from kredis.domain.status import ClusterState, ConditionType, SlotMove
 from tests.support.planning import kinds, plan_world
-from tests.support.world import World
+from tests.support.world import Node, World, node_id_for
 
 
 def _job(name: str, **fields: Any) -> dict[str, Any]:
@@ -266,3 +266,29 @@ def test_failed_action_marks_the_planned_status_degraded_with_the_error() -> Non
     assert degraded.last_transition_time == "2026-12-03T12:05:00Z"
     assert failed.last_cluster_operation.startswith("failover failed")
     assert failed.cluster_nodes == status.cluster_nodes
+
+
+def test_cluster_is_not_running_while_a_node_no_pod_holds_is_still_known() -> None:
+    """The old id of a pod back on a new disk keeps the state off Running."""
+    world = World.formed(replicas=1, keys=10)
+    old = world.node(5)
+    pod = world.pods["demo-5"]
+    pod.ip = "10.1.0.99"
+    pod.node = Node(node_id=node_id_for("demo-5/new"), ip=pod.ip, keys=10)
+    world.replicate(5, 2)
+    world.members.discard(old.node_id)
+    world.join(5)
+    world.ghosts.append(old)
+    world.record_status()
+
+    waiting = plan_world(world)
+    old.failed = True
+    forgetting = plan_world(world)
+
+    assert waiting.cluster_state is not ClusterState.RUNNING
+    assert not waiting.mutating
+    assert "nodes no pod holds are still known" in waiting.actions[0].reason
+    assert old.node_id in waiting.actions[0].reason
+    assert [a.node_id for a in forgetting.actions if isinstance(a, ForgetNode)] == [
+        old.node_id
+    ]
