@@ -279,6 +279,11 @@ class LocalPods:
             self._processes.kill(record.pid, str(self.paths(pod).config))
             self._log.info("pod killed pod=%s pid=%s", pod, record.pid)
 
+    def has_identity(self, pod: str) -> bool:
+        """Whether the pod's disk holds a node identity (a ``nodes.conf``)."""
+        nodes_conf = self.paths(pod).data / "nodes.conf"
+        return nodes_conf.is_file() and nodes_conf.stat().st_size > 0
+
     def wipe_data(self, pod: str) -> None:
         """Empty the pod's data directory, as if its volume were lost."""
         data = self.paths(pod).data

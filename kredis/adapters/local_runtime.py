@@ -202,12 +202,11 @@ class LocalRuntime:
         to_start = [pod for pod in desired if not pods.state(pod).is_running]
         if to_start:
             pods.redis_server()
+        log = self._log(cluster)
         for pod in to_start:
-            if book.get(pod) is None:
-                book = book.with_new_address(pod)
+            book = _placed(book, pods, pod, log)
             pods.check_ports(pod, _address(book, pod), cluster.base_port)
 
-        log = self._log(cluster)
         self._state.write_address_book(book)
         if replicas != self._state.replicas():
             self._state.write_replicas(replicas)
@@ -250,8 +249,9 @@ class LocalRuntime:
             state = pods.state(pod)
             if state.is_running:
                 continue
-            if book.get(pod) is None:
-                book = book.with_new_address(pod)
+            placed = _placed(book, pods, pod, log)
+            if placed != book:
+                book = placed
                 self._state.write_address_book(book)
             address = _address(book, pod)
             try:
@@ -287,8 +287,9 @@ class LocalRuntime:
         """kill -9 a pod's process; it stays down until the next kubelet pass.
 
         ``lose_data`` also empties its data directory (a lost volume: the pod
-        comes back with a new node id); ``new_ip`` gives it another address
-        at its next start (same name, data and node id).
+        comes back with a new node id, and on a new address as every pod on
+        an empty disk does); ``new_ip`` gives it another address at its next
+        start (same name, data and node id).
         """
         cluster = self._claimed()
         pods = self._pods(cluster)
@@ -440,6 +441,32 @@ class LocalRuntime:
 def _log_extra(cluster: ClusterRecord) -> dict[str, object]:
     # "name" is taken by the logger's name in every log record.
     return {"namespace": cluster.namespace, "cluster": cluster.cluster}
+
+
+def _placed(
+    book: AddressBook,
+    pods: LocalPods,
+    pod: str,
+    log: logging.LoggerAdapter[logging.Logger],
+) -> AddressBook:
+    # The book with the address ``pod`` starts at. A pod back on an empty
+    # disk is a new pod, as in Kubernetes, and gets a new address: Redis
+    # replicas follow their master by address, and the replicas of the node
+    # the pod was would otherwise copy its empty dataset at once.
+    # Limitation: only here; on Kubernetes a pod that keeps its address on a
+    # new disk (hostNetwork) empties its replicas before kredis can act.
+    if book.get(pod) is None:
+        return book.with_new_address(pod)
+    if pods.has_identity(pod):
+        return book
+    moved = book.with_new_address(pod)
+    log.info(
+        "pod address changed pod=%s address=%s reason=%s",
+        pod,
+        moved.get(pod),
+        "empty disk",
+    )
+    return moved
 
 
 def _address(book: AddressBook, pod: str) -> str:

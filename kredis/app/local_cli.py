@@ -321,7 +321,9 @@ def _row(
 @local_app.command("kill")
 def kill_command(
     pod: str = typer.Argument(..., help="The pod to kill, such as demo-1."),
-    lose_data: bool = typer.Option(False, "--lose-data", help="Wipe its data dir."),
+    lose_data: bool = typer.Option(
+        False, "--lose-data", help="Wipe its data dir (back on a new address)."
+    ),
     new_ip: bool = typer.Option(False, "--new-ip", help="A new address next start."),
     state_dir: Path = STATE_DIR,
 ) -> None:

@@ -220,6 +220,39 @@ def test_killed_master_is_replaced_by_its_replica_and_returns_as_replica(
     assert lost == []
 
 
+def test_master_back_at_once_on_an_empty_disk_loses_no_acknowledged_write(
+    state_dir: Path,
+) -> None:
+    """A master's disk wiped and its pod restarted at once: the shard survives."""
+    # Redis replicas follow their master by address: had the pod come back
+    # empty at its old address, its replica would have copied the empty set.
+    local = _open(state_dir)
+    _reconcile(local, _manifest("wipe", 3, 1))
+    writer = ClusterWriter(_endpoints(local)).start()
+    writer.wait_for_acks(300)
+    writer.pause()
+    _wait_replicas_synced(local)
+    before = _addresses(local)["wipe-0"]
+    victim_id = _view(before).myself.node_id
+
+    local.runtime.kill("wipe-0", lose_data=True)
+    local.runtime.kubelet_pass()
+    _reconcile(local, _manifest("wipe", 3, 1))
+    _check_clean(local)
+    writer.resume()
+    writer.wait_for_acks(300)
+    writer.pause()
+    lost = writer.check()
+    writer.stop()
+
+    after = _addresses(local)["wipe-0"]
+    back = _view(after).myself
+    assert after != before
+    assert back.node_id != victim_id
+    assert back.is_replica
+    assert lost == []
+
+
 def test_replica_that_lost_its_disk_rejoins_with_a_new_id(state_dir: Path) -> None:
     """A replica's data dir wiped: it comes back empty, rejoins, old id forgotten."""
     local = _open(state_dir)
