@@ -159,6 +159,17 @@ def _offsets(info: str) -> list[str]:
     return found
 
 
+def _paused_writer_on_synced(local: Local, manifest: dict[str, Any]) -> ClusterWriter:
+    # The cluster of the manifest with acknowledged writes on it, the writer
+    # paused and every replica caught up, so that no write may be lost.
+    _reconcile(local, manifest)
+    writer = ClusterWriter(_endpoints(local)).start()
+    writer.wait_for_acks(300)
+    writer.pause()
+    _wait_replicas_synced(local)
+    return writer
+
+
 def test_cluster_grows_and_shrinks_under_writes_without_losing_a_write(
     state_dir: Path,
 ) -> None:
@@ -191,11 +202,7 @@ def test_killed_master_is_replaced_by_its_replica_and_returns_as_replica(
 ) -> None:
     """kill -9 a master: its replica takes over, it comes back as a replica."""
     local = _open(state_dir)
-    _reconcile(local, _manifest("kill", 3, 1))
-    writer = ClusterWriter(_endpoints(local)).start()
-    writer.wait_for_acks(300)
-    writer.pause()
-    _wait_replicas_synced(local)
+    writer = _paused_writer_on_synced(local, _manifest("kill", 3, 1))
     addresses = _addresses(local)
     victim_id = _view(addresses["kill-0"]).myself.node_id
     heir = next(
@@ -227,11 +234,7 @@ def test_master_back_at_once_on_an_empty_disk_loses_no_acknowledged_write(
     # Redis replicas follow their master by address: had the pod come back
     # empty at its old address, its replica would have copied the empty set.
     local = _open(state_dir)
-    _reconcile(local, _manifest("wipe", 3, 1))
-    writer = ClusterWriter(_endpoints(local)).start()
-    writer.wait_for_acks(300)
-    writer.pause()
-    _wait_replicas_synced(local)
+    writer = _paused_writer_on_synced(local, _manifest("wipe", 3, 1))
     before = _addresses(local)["wipe-0"]
     victim_id = _view(before).myself.node_id
 
