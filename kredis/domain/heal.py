@@ -350,17 +350,19 @@ def _failover_or_wait(
     )
 
 
+def _back_with_a_new_id(ctx: Context, master_id: str) -> list[PodNode]:
+    # Ready pods that recorded this id and answer with another, owning no slot.
+    return [
+        p
+        for p in ctx.topology.pods
+        if p.lost_id == master_id and p.reachable and p.pod.ready and not p.own_slots
+    ]
+
+
 def _returning_pod(ctx: Context, master_id: str) -> PodNode | None:
     # The pod that recorded this id, back with a new id and nothing in it.
-    for pod_node in ctx.topology.pods:
-        if (
-            pod_node.lost_id == master_id
-            and pod_node.reachable
-            and pod_node.pod.ready
-            and pod_node.dbsize == 0
-            and not pod_node.own_slots
-            and (pod_node.member or not pod_node.knows_others)
-        ):
+    for pod_node in _back_with_a_new_id(ctx, master_id):
+        if pod_node.dbsize == 0 and (pod_node.member or not pod_node.knows_others):
             return pod_node
     return None
 
@@ -368,13 +370,9 @@ def _returning_pod(ctx: Context, master_id: str) -> PodNode | None:
 def _dirty_returning_pod(ctx: Context, master_id: str) -> PodNode | None:
     # The pod that recorded this id, back with a new id on a dirty disk that
     # the cluster does not know.
-    for pod_node in ctx.topology.pods:
+    for pod_node in _back_with_a_new_id(ctx, master_id):
         if (
-            pod_node.lost_id == master_id
-            and pod_node.reachable
-            and pod_node.pod.ready
-            and not pod_node.member
-            and not pod_node.own_slots
+            not pod_node.member
             and pod_node.node_id not in ctx.topology.nodes
             and pod_node.dirty
         ):
