@@ -200,18 +200,22 @@ def redis_cli(*args: str, log: Path) -> float:
     return seconds
 
 
-def create(nodes: Sequence[Server], log: Path) -> float:
-    """``redis-cli --cluster create`` of the nodes as masters; its seconds."""
-    addresses = [str(server.address) for server in nodes]
-    seconds = redis_cli(
+def cli_create(nodes: Sequence[Server], log: Path, *, replicas: int) -> float:
+    """``redis-cli --cluster create`` of the nodes; the command's seconds."""
+    return redis_cli(
         "--cluster",
         "create",
-        *addresses,
+        *[str(server.address) for server in nodes],
         "--cluster-replicas",
-        "0",
+        str(replicas),
         "--cluster-yes",
         log=log,
     )
+
+
+def create(nodes: Sequence[Server], log: Path) -> float:
+    """``redis-cli --cluster create`` of the nodes as masters; its seconds."""
+    seconds = cli_create(nodes, log, replicas=0)
     wait_until(lambda: agreed(nodes), what="the created cluster to agree")
     return seconds
 
@@ -302,15 +306,7 @@ def time_create(root: Path, subnet: str) -> tuple[float, float]:
     log = root / "create.log"
     with servers(root / "create", subnet, 6) as nodes:
         started = time.monotonic()
-        redis_cli(
-            "--cluster",
-            "create",
-            *[str(s.address) for s in nodes],
-            "--cluster-replicas",
-            "1",
-            "--cluster-yes",
-            log=log,
-        )
+        cli_create(nodes, log, replicas=1)
         wait_until(lambda: roles_settled(nodes), what="redis-cli's cluster")
         cli_s = time.monotonic() - started
 
